@@ -1,0 +1,4 @@
+//! Every operating-system call of this crate lives under `sys`, so the `unsafe` is in one
+//! place and the rest of the crate is plain Rust.
+
+pub mod clock;
