@@ -11,6 +11,7 @@
 //! unit strings (`"250us"`). Operating-system calls live in `sys`, so `unsafe` is
 //! confined there.
 
+pub mod admission;
 pub mod time;
 
 mod sys;
