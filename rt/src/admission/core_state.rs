@@ -1,7 +1,8 @@
 //! The tasks admitted to one core, and the incremental analysis that guards it.
 //!
 //! Offering a task re-analyses this core only, and commits nothing unless every task on
-//! it (the new one and the admitted ones) still meets its deadline.
+//! it (the new one and the admitted ones) still meets its deadline. A refusal is cheap:
+//! nothing is allocated until the caller turns it into a [`Miss`] with names.
 //!
 //! For preemptive fixed priority with a fixed order (RM, DM, explicit) the work is
 //! incremental. The tasks are kept in priority order; a new task of rank `r` cannot
@@ -14,9 +15,10 @@
 //!   interference on its old window; the new task's window is at least the sum of the
 //!   costs above it, and at least any higher task's window plus its own cost;
 //! - acceptance without iterating: Liu & Layland or the hyperbolic bound for
-//!   rate-monotonic implicit-deadline sets; otherwise a per-task linear upper bound;
-//! - only when neither settles it, exact response-time analysis started from the lower
-//!   bound.
+//!   rate-monotonic implicit-deadline sets; otherwise a per-task linear upper bound, or
+//!   one evaluation of the interference at the deadline;
+//! - only when none settles it, exact response-time analysis started from the lower
+//!   bound, tightest task first.
 //!
 //! EDF, non-preemptive fixed priority and Audsley's assignment re-run their full test
 //! over the core's tasks plus the new one.
@@ -42,11 +44,93 @@ pub(crate) struct Entry {
     pub key: u64,
 }
 
+/// A task being offered to a core.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Offer<'a> {
+    pub spec: &'a TaskSpec,
+    pub load: Load,
+    /// Offer order (ties rank the smaller higher).
+    pub order: u64,
+    /// The id it gets if admitted.
+    pub id: TaskId,
+}
+
 /// What admitting a task to a core yielded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Admitted {
     pub rank: Option<u32>,
     pub response: Option<Nanos>,
+}
+
+/// Which task a refusal is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Victim {
+    /// The task offered.
+    Offered,
+    /// The admitted task at this index of the core.
+    Admitted(usize),
+}
+
+/// A refusal by one core, before names are attached (see [`CoreState::miss`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Refusal {
+    pub test: Test,
+    pub victim: Victim,
+    pub shortfall: Shortfall,
+}
+
+impl Refusal {
+    fn late(test: Test, victim: Victim, load: &Load, window: u64) -> Refusal {
+        Refusal {
+            test,
+            victim,
+            shortfall: Shortfall::Response {
+                response: Nanos(window.saturating_add(load.jitter)),
+                deadline: Nanos(load.deadline),
+                exact: false,
+            },
+        }
+    }
+
+    fn gave_up(test: Test, victim: Victim) -> Refusal {
+        Refusal {
+            test,
+            victim,
+            shortfall: Shortfall::GaveUp { steps: STEP_LIMIT },
+        }
+    }
+
+    /// From a response-time search that did not find `R ≤ D`.
+    fn from_search(test: Test, victim: Victim, load: &Load, found: Fixpoint) -> Refusal {
+        match found {
+            Fixpoint::Found(r) | Fixpoint::Above(r) => Refusal {
+                test,
+                victim,
+                shortfall: Shortfall::Response {
+                    response: Nanos(r),
+                    deadline: Nanos(load.deadline),
+                    exact: matches!(found, Fixpoint::Found(_)),
+                },
+            },
+            Fixpoint::GaveUp => Refusal::gave_up(test, victim),
+        }
+    }
+}
+
+/// Whether a utilisation is within a limit (1e-9 absorbs float rounding). False when
+/// the limit is not a number, so such a cap refuses everything.
+fn within(total: f64, limit: f64) -> bool {
+    total <= limit + 1e-9
+}
+
+/// Which task is at `index` of a candidate list that holds the offered task at
+/// `offered_at` and the admitted ones around it, in order.
+fn victim_in_candidates(index: usize, offered_at: usize) -> Victim {
+    match index.cmp(&offered_at) {
+        std::cmp::Ordering::Equal => Victim::Offered,
+        std::cmp::Ordering::Less => Victim::Admitted(index),
+        std::cmp::Ordering::Greater => Victim::Admitted(index - 1),
+    }
 }
 
 /// One core's admitted tasks and analysis caches.
@@ -62,6 +146,12 @@ pub(crate) struct CoreState {
     entries: Vec<Entry>,
     loads: Vec<Load>,
     lo: Vec<u64>,
+    /// When `lo[i]` is exact: the largest window up to which no more higher-priority
+    /// jobs arrive than in `lo[i]` (so the interference is unchanged). 0 when unknown.
+    quiet: Vec<u64>,
+    /// When `lo[i]` is exact: the job counts of the tasks above `i` at that window (see
+    /// [`fp::window_from`]); empty when unknown.
+    warm: Vec<Vec<(u64, u64)>>,
     util: f64,
     product: f64,
     all_simple: bool,
@@ -70,49 +160,10 @@ pub(crate) struct CoreState {
     hp_lin: Vec<f64>,
     hp_util: Vec<f64>,
     hp_window: Vec<u64>,
-    scratch: Vec<u64>,
-}
-
-fn late(test: Test, task: &str, load: &Load, window: u64, exact: bool) -> Miss {
-    Miss {
-        test,
-        task: task.to_string(),
-        shortfall: Shortfall::Response {
-            response: Nanos(window.saturating_add(load.jitter)),
-            deadline: Nanos(load.deadline),
-            exact,
-        },
-    }
-}
-
-/// Whether a utilisation is within a limit (1e-9 absorbs float rounding). False when
-/// the limit is not a number, so such a cap refuses everything.
-fn within(total: f64, limit: f64) -> bool {
-    total <= limit + 1e-9
-}
-
-fn gave_up(test: Test, task: &str) -> Miss {
-    Miss {
-        test,
-        task: task.to_string(),
-        shortfall: Shortfall::GaveUp { steps: STEP_LIMIT },
-    }
-}
-
-/// A miss from a response-time search that did not find `R ≤ D`.
-fn response_miss(test: Test, task: &str, load: &Load, found: Fixpoint) -> Miss {
-    match found {
-        Fixpoint::Found(r) | Fixpoint::Above(r) => Miss {
-            test,
-            task: task.to_string(),
-            shortfall: Shortfall::Response {
-                response: Nanos(r),
-                deadline: Nanos(load.deadline),
-                exact: matches!(found, Fixpoint::Found(_)),
-            },
-        },
-        Fixpoint::GaveUp => gave_up(test, task),
-    }
+    /// Task indices by `deadline − jitter − lo`, smallest first.
+    by_slack: Vec<usize>,
+    scratch: Vec<(u64, u64)>,
+    bounds: Vec<(u64, u64)>,
 }
 
 impl CoreState {
@@ -122,6 +173,8 @@ impl CoreState {
             entries: Vec::new(),
             loads: Vec::new(),
             lo: Vec::new(),
+            quiet: Vec::new(),
+            warm: Vec::new(),
             util: 0.0,
             product: 1.0,
             all_simple: true,
@@ -130,7 +183,9 @@ impl CoreState {
             hp_lin: Vec::new(),
             hp_util: Vec::new(),
             hp_window: Vec::new(),
+            by_slack: Vec::new(),
             scratch: Vec::new(),
+            bounds: Vec::new(),
         };
         core.refresh();
         core
@@ -180,76 +235,84 @@ impl CoreState {
         }
     }
 
-    /// Offers a task; on success it is admitted with id `id`, otherwise nothing changes.
-    pub(crate) fn admit(
-        &mut self,
-        spec: &TaskSpec,
-        load: Load,
-        order: u64,
-        id: TaskId,
-    ) -> Result<Admitted, Miss> {
+    /// Names a refusal of `offered` by this core (whose state is unchanged since).
+    pub(crate) fn miss(&self, refusal: Refusal, offered: &TaskSpec) -> Miss {
+        let task = match refusal.victim {
+            Victim::Offered => offered.name.clone(),
+            Victim::Admitted(i) => self
+                .entries
+                .get(i)
+                .map_or_else(|| offered.name.clone(), |e| e.spec.name.clone()),
+        };
+        Miss {
+            test: refusal.test,
+            task,
+            shortfall: refusal.shortfall,
+        }
+    }
+
+    fn key_of(&self, spec: &TaskSpec) -> u64 {
+        self.spec
+            .assignment()
+            .map_or(0, |a| assign::fixed_key(a, spec))
+    }
+
+    fn commit_entry(offer: &Offer<'_>, key: u64) -> Entry {
+        Entry {
+            id: offer.id,
+            spec: offer.spec.clone(),
+            order: offer.order,
+            key,
+        }
+    }
+
+    /// Offers a task; on success it is admitted, otherwise nothing changes.
+    pub(crate) fn admit(&mut self, offer: &Offer<'_>) -> Result<Admitted, Refusal> {
+        let load = &offer.load;
         let alone = u128::from(load.jitter) + u128::from(load.cost);
         if alone > u128::from(load.deadline) {
-            return Err(late(self.main_test(), &spec.name, &load, load.cost, false));
+            return Err(Refusal::late(
+                self.main_test(),
+                Victim::Offered,
+                load,
+                load.cost,
+            ));
         }
         let total = self.util + load.utilization();
         let cap = self.spec.utilization_cap;
         if !within(total, cap) {
-            return Err(Miss {
+            return Err(Refusal {
                 test: Test::UtilizationCap,
-                task: spec.name.clone(),
+                victim: Victim::Offered,
                 shortfall: Shortfall::Utilization { total, limit: cap },
             });
         }
         if let Some(bw) = self.spec.applicable_bandwidth()
             && !within(total, bw)
         {
-            return Err(Miss {
+            return Err(Refusal {
                 test: Test::DeadlineBandwidth,
-                task: spec.name.clone(),
+                victim: Victim::Offered,
                 shortfall: Shortfall::Utilization { total, limit: bw },
             });
         }
-        let entry = Entry {
-            id,
-            spec: spec.clone(),
-            order,
-            key: 0,
-        };
         match self.spec.policy {
-            Policy::Edf => self.admit_edf(entry, load),
-            Policy::Fp(PriorityAssignment::Audsley) => self.admit_audsley(entry, load),
-            Policy::Fp(a) => {
-                let entry = Entry {
-                    key: assign::fixed_key(a, spec),
-                    ..entry
-                };
-                if self.spec.preemptive {
-                    self.admit_fixed(entry, load)
-                } else {
-                    self.admit_np_fixed(entry, load)
-                }
-            }
+            Policy::Edf => self.admit_edf(offer),
+            Policy::Fp(PriorityAssignment::Audsley) => self.admit_audsley(offer),
+            Policy::Fp(_) if self.spec.preemptive => self.admit_fixed(offer),
+            Policy::Fp(_) => self.admit_np_fixed(offer),
         }
     }
 
-    /// The name of the task at `index` of a candidate list that has the new task at
-    /// `new_at` and the admitted ones around it in order.
-    fn name_in_candidates<'a>(&'a self, index: usize, new_at: usize, new: &'a Entry) -> &'a str {
-        match index.cmp(&new_at) {
-            std::cmp::Ordering::Equal => &new.spec.name,
-            std::cmp::Ordering::Less => &self.entries[index].spec.name,
-            std::cmp::Ordering::Greater => &self.entries[index - 1].spec.name,
-        }
-    }
-
-    fn admit_edf(&mut self, entry: Entry, load: Load) -> Result<Admitted, Miss> {
-        self.loads.push(load);
+    fn admit_edf(&mut self, offer: &Offer<'_>) -> Result<Admitted, Refusal> {
+        self.loads.push(offer.load);
         let n = self.loads.len();
         match edf_verdict(&self.loads, self.spec.preemptive) {
             Ok(()) => {
-                self.entries.push(entry);
+                self.entries.push(Self::commit_entry(offer, 0));
                 self.lo.push(0);
+                self.quiet.push(0);
+                self.warm.push(Vec::new());
                 self.refresh();
                 Ok(Admitted {
                     rank: None,
@@ -257,21 +320,20 @@ impl CoreState {
                 })
             }
             Err((test, index, shortfall)) => {
-                let task = self.name_in_candidates(index, n - 1, &entry).to_string();
                 self.loads.pop();
-                Err(Miss {
+                Err(Refusal {
                     test,
-                    task,
+                    victim: victim_in_candidates(index, n - 1),
                     shortfall,
                 })
             }
         }
     }
 
-    /// Where a new task with `entry`'s key and order goes in the priority order.
-    fn insertion_point(&self, entry: &Entry) -> usize {
+    /// Where a task with `key` and `order` goes in the priority order.
+    fn insertion_point(&self, key: u64, order: u64) -> usize {
         self.entries
-            .partition_point(|e| (e.key, e.order) < (entry.key, entry.order))
+            .partition_point(|e| (e.key, e.order) < (key, order))
     }
 
     /// Whether the core with the new task at rank `r` is a rate-monotonic set with
@@ -284,15 +346,17 @@ impl CoreState {
             && (r == self.loads.len() || load.period <= self.loads[r].period)
     }
 
-    fn admit_fixed(&mut self, entry: Entry, load: Load) -> Result<Admitted, Miss> {
+    fn admit_fixed(&mut self, offer: &Offer<'_>) -> Result<Admitted, Refusal> {
+        let load = offer.load;
+        let key = self.key_of(offer.spec);
         let n = self.loads.len();
-        let r = self.insertion_point(&entry);
+        let r = self.insertion_point(key, offer.order);
         let u_new = load.utilization();
         let total = self.util + u_new;
         if total > 1.0 + 1e-9 {
-            return Err(Miss {
+            return Err(Refusal {
                 test: Test::FpRta,
-                task: entry.spec.name,
+                victim: Victim::Offered,
                 shortfall: Shortfall::Utilization { total, limit: 1.0 },
             });
         }
@@ -303,80 +367,152 @@ impl CoreState {
         let lower_new = clamp64(own + self.hp_cost[r].max(u128::from(self.hp_window[r])));
         let window_limit = load.deadline - load.jitter;
         if lower_new > window_limit {
-            return Err(late(Test::FpRta, &entry.spec.name, &load, lower_new, false));
+            return Err(Refusal::late(
+                Test::FpRta,
+                Victim::Offered,
+                &load,
+                lower_new,
+            ));
         }
         let fast = self.rate_monotonic_with(r, &load)
             && (fp::liu_layland_accepts(n + 1, total)
                 || fp::hyperbolic_accepts(self.product * (1.0 + u_new)));
 
-        // Each lower task's window grows by at least the new task's interference on its
-        // old window: w' = f(w') + g(w') ≥ f(w) + g(w) = w + g(w).
+        // The lower tasks, tightest first (a refusal usually comes from one of them).
+        // Each one's window grows by at least the new task's interference on its old
+        // window: w' = f(w') + g(w') ≥ f(w) + g(w) = w + g(w). When the old window was
+        // exact and no higher job arrives up to that point, it is the new exact window
+        // if the new task adds no job there either (no division beyond the new task's).
+        // Otherwise a linear bound, or else the exact search, proves it fits.
         let CoreState {
-            entries,
             loads,
             lo,
+            quiet,
+            warm,
             scratch,
             hp_lin,
             hp_util,
+            by_slack,
+            bounds,
             ..
         } = self;
         scratch.clear();
-        for k in r..n {
-            let l = &loads[k];
-            let grown = clamp64(u128::from(lo[k]) + load.rbf(lo[k]));
-            if !fast && grown > l.deadline - l.jitter {
-                return Err(late(Test::FpRta, &entries[k].spec.name, l, grown, false));
+        scratch.resize(n - r, (0, 0));
+        let lin_new = load.cost as f64 + load.jitter as f64 * u_new;
+        for &k in by_slack.iter() {
+            if k < r {
+                continue;
             }
-            scratch.push(grown);
+            let l = &loads[k];
+            let limit = l.deadline - l.jitter;
+            let own_k = u128::from(l.cost) + u128::from(l.blocking);
+            if !fast && quiet[k] < lo[k] {
+                // Make the bound exact for the core as it is; it stays valid (and
+                // speeds up every later offer) whatever becomes of this one.
+                let mut budget = STEP_LIMIT;
+                if let Fixpoint::Found(w) =
+                    fp::window(own_k, lo[k], limit, &mut budget, &loads[..k], None, bounds)
+                {
+                    lo[k] = w;
+                    quiet[k] = fp::quiet_until(bounds);
+                    warm[k].clear();
+                    warm[k].extend_from_slice(bounds);
+                }
+            }
+            let jobs = load.jobs_at(lo[k]);
+            let grown = clamp64(u128::from(lo[k]) + u128::from(jobs) * u128::from(load.cost));
+            let settled = quiet[k] >= lo[k] && grown <= quiet[k] && load.jobs_at(grown) == jobs;
+            scratch[k - r] = if settled {
+                (grown, quiet[k].min(load.last_window_with(jobs)))
+            } else {
+                (grown, 0)
+            };
+            if fast {
+                continue;
+            }
+            if grown > limit {
+                return Err(Refusal::late(Test::FpRta, Victim::Admitted(k), l, grown));
+            }
+            if settled {
+                continue;
+            }
+            let u_hp = hp_util[k] + u_new;
+            if fp::linear_bound_fits(own_k as f64, hp_lin[k] + lin_new, u_hp, limit) {
+                continue;
+            }
+            let mut budget = STEP_LIMIT;
+            let found = if quiet[k] >= lo[k] && warm[k].len() == k {
+                fp::window_from(
+                    lo[k],
+                    &warm[k],
+                    limit,
+                    &mut budget,
+                    &loads[..k],
+                    &load,
+                    bounds,
+                )
+            } else {
+                fp::window(
+                    own_k,
+                    grown,
+                    limit,
+                    &mut budget,
+                    &loads[..k],
+                    Some(&load),
+                    bounds,
+                )
+            };
+            match found {
+                // Exact, but its job counts are not kept: the next offer re-derives them.
+                Fixpoint::Found(w) => scratch[k - r] = (w, 0),
+                Fixpoint::Above(w) => {
+                    return Err(Refusal::late(Test::FpRta, Victim::Admitted(k), l, w));
+                }
+                Fixpoint::GaveUp => {
+                    return Err(Refusal::gave_up(Test::FpRta, Victim::Admitted(k)));
+                }
+            }
         }
 
         // The new task, exactly (its response time is part of the placement).
         let mut budget = STEP_LIMIT;
-        let above = &loads[..r];
-        let w_new = match fp::least_fixpoint(own, lower_new, window_limit, &mut budget, |w| {
-            fp::interference(above, w)
-        }) {
+        let found = fp::window(
+            own,
+            lower_new,
+            window_limit,
+            &mut budget,
+            &loads[..r],
+            None,
+            bounds,
+        );
+        let w_new = match found {
             Fixpoint::Found(w) => w,
             Fixpoint::Above(w) => {
-                return Err(late(Test::FpRta, &entry.spec.name, &load, w, false));
+                return Err(Refusal::late(Test::FpRta, Victim::Offered, &load, w));
             }
-            Fixpoint::GaveUp => return Err(gave_up(Test::FpRta, &entry.spec.name)),
+            Fixpoint::GaveUp => return Err(Refusal::gave_up(Test::FpRta, Victim::Offered)),
         };
-
-        if !fast {
-            let lin_new = load.cost as f64 + load.jitter as f64 * u_new;
-            for k in r..n {
-                let l = &loads[k];
-                let limit = l.deadline - l.jitter;
-                let own_k = l.cost as f64 + l.blocking as f64;
-                if fp::linear_bound_fits(own_k, hp_lin[k] + lin_new, hp_util[k] + u_new, limit) {
-                    continue;
-                }
-                let hp = &loads[..k];
-                let mut budget = STEP_LIMIT;
-                let found = fp::least_fixpoint(
-                    u128::from(l.cost) + u128::from(l.blocking),
-                    scratch[k - r],
-                    limit,
-                    &mut budget,
-                    |w| fp::interference(hp, w) + load.rbf(w),
-                );
-                match found {
-                    Fixpoint::Found(w) => scratch[k - r] = w,
-                    Fixpoint::Above(w) => {
-                        return Err(late(Test::FpRta, &entries[k].spec.name, l, w, false));
-                    }
-                    Fixpoint::GaveUp => return Err(gave_up(Test::FpRta, &entries[k].spec.name)),
-                }
-            }
-        }
+        let quiet_new = fp::quiet_until(bounds);
+        let warm_new = bounds.clone();
 
         // Commit.
-        entries.insert(r, entry);
-        loads.insert(r, load);
-        lo.insert(r, w_new);
-        for (k, &w) in scratch.iter().enumerate() {
-            lo[r + 1 + k] = w;
+        self.entries.insert(r, Self::commit_entry(offer, key));
+        self.loads.insert(r, load);
+        self.lo.insert(r, w_new);
+        self.quiet.insert(r, quiet_new);
+        self.warm.insert(r, warm_new);
+        for (k, &(w, q)) in self.scratch.iter().enumerate() {
+            let i = r + 1 + k;
+            let warm = &mut self.warm[i];
+            if q > 0 && warm.len() == i - 1 {
+                // Settled: the old counts still hold; add the new task's at rank r.
+                let jobs = load.jobs_at(w);
+                warm.insert(r, (load.last_window_with(jobs), jobs));
+            } else {
+                warm.clear();
+            }
+            self.lo[i] = w;
+            self.quiet[i] = if warm.is_empty() { 0 } else { q };
         }
         self.refresh();
         Ok(Admitted {
@@ -385,13 +521,16 @@ impl CoreState {
         })
     }
 
-    fn admit_np_fixed(&mut self, entry: Entry, load: Load) -> Result<Admitted, Miss> {
-        let r = self.insertion_point(&entry);
-        self.loads.insert(r, load);
+    fn admit_np_fixed(&mut self, offer: &Offer<'_>) -> Result<Admitted, Refusal> {
+        let key = self.key_of(offer.spec);
+        let r = self.insertion_point(key, offer.order);
+        self.loads.insert(r, offer.load);
         match np::fp_analyse(&self.loads) {
             Ok(responses) => {
-                self.entries.insert(r, entry);
+                self.entries.insert(r, Self::commit_entry(offer, key));
                 self.lo.insert(r, 0);
+                self.quiet.insert(r, 0);
+                self.warm.insert(r, Vec::new());
                 self.refresh();
                 Ok(Admitted {
                     rank: self.rank(r),
@@ -400,14 +539,18 @@ impl CoreState {
             }
             Err((i, found)) => {
                 let l = self.loads[i];
-                let task = self.name_in_candidates(i, r, &entry).to_string();
                 self.loads.remove(r);
-                Err(response_miss(Test::FpNpRta, &task, &l, found))
+                Err(Refusal::from_search(
+                    Test::FpNpRta,
+                    victim_in_candidates(i, r),
+                    &l,
+                    found,
+                ))
             }
         }
     }
 
-    /// The candidate tasks' offer order, with the new task (last in `loads`) included.
+    /// The candidate tasks' offer order, the new task (index `len`) included.
     fn offer_with(&self, new_order: u64) -> Vec<usize> {
         let n = self.entries.len();
         let mut offer: Vec<usize> = (0..=n).collect();
@@ -421,13 +564,13 @@ impl CoreState {
         offer
     }
 
-    fn admit_audsley(&mut self, entry: Entry, load: Load) -> Result<Admitted, Miss> {
-        let offer = self.offer_with(entry.order);
-        self.loads.push(load);
+    fn admit_audsley(&mut self, offer: &Offer<'_>) -> Result<Admitted, Refusal> {
+        let candidates = self.offer_with(offer.order);
+        self.loads.push(offer.load);
         let n = self.loads.len();
         let preemptive = self.spec.preemptive;
         let loads = &self.loads;
-        let result = assign::audsley(&offer, |c, above, below| {
+        let result = assign::audsley(&candidates, |c, above, below| {
             audsley_test(
                 loads,
                 c,
@@ -443,12 +586,14 @@ impl CoreState {
                 let mut old: Vec<Option<Entry>> = std::mem::take(&mut self.entries)
                     .into_iter()
                     .map(Some)
-                    .chain(std::iter::once(Some(entry)))
+                    .chain(std::iter::once(Some(Self::commit_entry(offer, 0))))
                     .collect();
                 let old_loads = std::mem::take(&mut self.loads);
                 let mut rank = 0;
                 let mut response = 0;
                 self.lo.clear();
+                self.quiet.clear();
+                self.warm.clear();
                 for (pos, &(i, r)) in placed.iter().enumerate() {
                     if let Some(e) = old[i].take() {
                         self.entries.push(e);
@@ -460,6 +605,8 @@ impl CoreState {
                         0
                     };
                     self.lo.push(window);
+                    self.quiet.push(0);
+                    self.warm.push(Vec::new());
                     if i == n - 1 {
                         rank = pos;
                         response = r;
@@ -473,39 +620,43 @@ impl CoreState {
             }
             Err(fail) => {
                 let (c, shortfall) = fail.closest;
-                let task = self.name_in_candidates(c, n - 1, &entry).to_string();
                 self.loads.pop();
-                Err(Miss {
+                Err(Refusal {
                     test: Test::FpAudsley,
-                    task,
+                    victim: victim_in_candidates(c, n - 1),
                     shortfall,
                 })
             }
         }
     }
 
-    /// Re-runs the failed analysis of `spec` on this core, searching past deadlines, so
+    /// Re-runs the failed analysis of `offer` on this core, searching past deadlines, so
     /// that a refusal can give exact response times. `None` when there is nothing to
     /// add (EDF's demand figures are already exact) or the search gave up.
-    pub(crate) fn explain(&self, spec: &TaskSpec, load: Load, order: u64) -> Option<Miss> {
-        let entry = Entry {
-            id: TaskId(u64::MAX),
-            spec: spec.clone(),
-            order,
-            key: self
-                .spec
-                .assignment()
-                .map_or(0, |a| assign::fixed_key(a, spec)),
+    pub(crate) fn explain(&self, offer: &Offer<'_>) -> Option<Miss> {
+        let named = |test: Test, victim: Victim, response: u64, deadline: u64| {
+            self.miss(
+                Refusal {
+                    test,
+                    victim,
+                    shortfall: Shortfall::Response {
+                        response: Nanos(response),
+                        deadline: Nanos(deadline),
+                        exact: true,
+                    },
+                },
+                offer.spec,
+            )
         };
         match self.spec.policy {
             Policy::Edf => None,
             Policy::Fp(PriorityAssignment::Audsley) => {
-                let offer = self.offer_with(order);
+                let candidates = self.offer_with(offer.order);
                 let mut loads = self.loads.clone();
-                loads.push(load);
+                loads.push(offer.load);
                 let n = loads.len();
                 let preemptive = self.spec.preemptive;
-                let fail = assign::audsley(&offer, |c, above, below| {
+                let fail = assign::audsley(&candidates, |c, above, below| {
                     audsley_test(
                         &loads,
                         c,
@@ -544,20 +695,17 @@ impl CoreState {
                     }
                 }
                 let (_, c, r) = best?;
-                Some(Miss {
-                    test: Test::FpAudsley,
-                    task: self.name_in_candidates(c, n - 1, &entry).to_string(),
-                    shortfall: Shortfall::Response {
-                        response: Nanos(r),
-                        deadline: Nanos(loads[c].deadline),
-                        exact: true,
-                    },
-                })
+                Some(named(
+                    Test::FpAudsley,
+                    victim_in_candidates(c, n - 1),
+                    r,
+                    loads[c].deadline,
+                ))
             }
             Policy::Fp(_) => {
-                let r = self.insertion_point(&entry);
+                let r = self.insertion_point(self.key_of(offer.spec), offer.order);
                 let mut order = self.loads.clone();
-                order.insert(r, load);
+                order.insert(r, offer.load);
                 let lp_costs = np::lower_priority_costs(&order);
                 let mut u_hep = 0.0;
                 for (i, task) in order.iter().enumerate() {
@@ -573,12 +721,11 @@ impl CoreState {
                     };
                     match found {
                         Fixpoint::Found(resp) if resp > task.deadline => {
-                            return Some(late(
+                            return Some(named(
                                 self.main_test(),
-                                self.name_in_candidates(i, r, &entry),
-                                task,
-                                resp - task.jitter,
-                                true,
+                                victim_in_candidates(i, r),
+                                resp,
+                                task.deadline,
                             ));
                         }
                         Fixpoint::Found(_) => {}
@@ -625,40 +772,42 @@ impl CoreState {
         let entry = self.entries.remove(index);
         self.loads.remove(index);
         self.lo.remove(index);
+        self.quiet.remove(index);
+        self.warm.remove(index);
         // The windows below shrank: the old bounds may now be too high.
         if matches!(self.spec.policy, Policy::Fp(_)) && self.spec.preemptive {
             for k in index..self.loads.len() {
                 let task = self.loads[k];
                 let hp = &self.loads[..k];
-                let floor = clamp64(
-                    u128::from(task.cost)
-                        + u128::from(task.blocking)
-                        + hp.iter().map(|l| u128::from(l.cost)).sum::<u128>(),
-                );
+                let own = u128::from(task.cost) + u128::from(task.blocking);
+                let floor = clamp64(own + hp.iter().map(|l| u128::from(l.cost)).sum::<u128>());
+                let limit = task.deadline - task.jitter;
                 let mut budget = STEP_LIMIT;
-                self.lo[k] = match fp::response_time(&task, hp, None, 0, task.deadline, &mut budget)
-                {
-                    Fixpoint::Found(r) => r - task.jitter,
-                    _ => floor,
-                };
+                (self.lo[k], self.quiet[k]) =
+                    match fp::window(own, floor, limit, &mut budget, hp, None, &mut self.bounds) {
+                        Fixpoint::Found(w) => (w, fp::quiet_until(&self.bounds)),
+                        _ => (floor, 0),
+                    };
+                self.warm[k].clear();
+                if self.quiet[k] > 0 {
+                    self.warm[k].extend_from_slice(&self.bounds);
+                }
             }
         }
         self.refresh();
         Some(entry.spec)
     }
 
-    /// Rebuilds the sums and flags from the task list.
+    /// Rebuilds the sums, flags and orders from the task list.
     fn refresh(&mut self) {
         let n = self.loads.len();
         self.util = self.loads.iter().map(Load::utilization).sum();
         self.product = self.loads.iter().map(|l| 1.0 + l.utilization()).product();
         self.all_simple = self.loads.iter().all(Load::is_simple);
         self.rm_ordered = self.loads.windows(2).all(|w| w[0].period <= w[1].period);
-        for v in [&mut self.hp_lin, &mut self.hp_util] {
-            v.clear();
-            v.reserve(n + 1);
-        }
         self.hp_cost.clear();
+        self.hp_lin.clear();
+        self.hp_util.clear();
         self.hp_window.clear();
         let (mut cost, mut lin, mut util, mut window) = (0u128, 0f64, 0f64, 0u64);
         for (l, &w) in self.loads.iter().zip(&self.lo) {
@@ -678,6 +827,13 @@ impl CoreState {
         self.hp_lin.push(lin);
         self.hp_util.push(util);
         self.hp_window.push(window);
+        let (loads, lo) = (&self.loads, &self.lo);
+        self.by_slack.clear();
+        self.by_slack.extend(0..n);
+        self.by_slack.sort_by_key(|&i| {
+            let l = &loads[i];
+            (l.deadline - l.jitter).saturating_sub(lo[i])
+        });
     }
 }
 
@@ -686,9 +842,9 @@ impl CoreState {
 fn edf_verdict(loads: &[Load], preemptive: bool) -> Result<(), (Test, usize, Shortfall)> {
     let newcomer = loads.len() - 1;
     let util = utilization_vs_one(loads.iter());
-    let total: f64 = loads.iter().map(Load::utilization).sum();
     match util {
         UtilVsOne::Above => {
+            let total = loads.iter().map(Load::utilization).sum();
             return Err((
                 Test::EdfUtilization,
                 newcomer,

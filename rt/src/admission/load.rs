@@ -63,6 +63,23 @@ impl Load {
         ceil_div(u128::from(w) + u128::from(self.jitter), self.period)
     }
 
+    /// [`Load::releases`] in `u64`, for the hot loops (saturating, which only happens
+    /// for windows beyond 584 years).
+    #[inline]
+    pub(crate) fn jobs_at(&self, w: u64) -> u64 {
+        match w.checked_add(self.jitter) {
+            Some(x) => x.div_ceil(self.period),
+            None => clamp64(self.releases(w)),
+        }
+    }
+
+    /// The largest window in which at most `jobs` jobs are released: `jobs · T − J`.
+    #[inline]
+    pub(crate) fn last_window_with(&self, jobs: u64) -> u64 {
+        jobs.checked_mul(self.period)
+            .map_or(u64::MAX, |x| x.saturating_sub(self.jitter))
+    }
+
     /// The most work released in any window of length `w` (request bound).
     #[inline]
     pub(crate) fn rbf(&self, w: u64) -> u128 {

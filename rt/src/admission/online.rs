@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::core_spec::{CoreSpec, PriorityAssignment};
-use super::core_state::CoreState;
+use super::core_state::{CoreState, Offer};
 use super::load::Load;
 use super::options::AdmissionOptions;
 use super::partition;
@@ -129,31 +129,42 @@ impl Admission {
                 RejectReason::Invalid(SpecError::MissingPriority { task, core }),
             );
         }
-        let id = TaskId(self.next_id);
-        let mut misses = Vec::new();
+        let offer = Offer {
+            spec: &spec,
+            load,
+            order,
+            id: TaskId(self.next_id),
+        };
+        let mut refusals = Vec::new();
         for core in candidates {
-            match self.cores[core].admit(&spec, load, order, id) {
+            match self.cores[core].admit(&offer) {
                 Ok(admitted) => {
                     self.next_id += 1;
-                    self.placed.insert(id, core);
+                    self.placed.insert(offer.id, core);
                     return Ok(Placement {
                         core,
-                        id,
+                        id: offer.id,
                         rank: admitted.rank,
                         response_time: admitted.response,
                     });
                 }
-                Err(miss) => misses.push(CoreMiss { core, miss }),
+                Err(refusal) => refusals.push((core, refusal)),
             }
         }
-        // Refused everywhere: make the reasons exact where the fast path stopped early.
-        for m in &mut misses {
-            if matches!(m.miss.shortfall, Shortfall::Response { exact: false, .. })
-                && let Some(better) = self.cores[m.core].explain(&spec, load, order)
-            {
-                m.miss = better;
-            }
-        }
+        // Refused everywhere: name the tasks, and make the reasons exact where the fast
+        // path stopped early.
+        let misses = refusals
+            .into_iter()
+            .map(|(core, refusal)| {
+                let state = &self.cores[core];
+                let inexact = matches!(refusal.shortfall, Shortfall::Response { exact: false, .. });
+                let miss = match inexact.then(|| state.explain(&offer)).flatten() {
+                    Some(better) => better,
+                    None => state.miss(refusal, &spec),
+                };
+                CoreMiss { core, miss }
+            })
+            .collect();
         reject(spec, RejectReason::Unschedulable(misses))
     }
 

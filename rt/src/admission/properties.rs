@@ -15,6 +15,7 @@
 
 use proptest::prelude::*;
 use proptest::sample::select;
+use proptest::test_runner::FileFailurePersistence;
 
 use super::fp;
 use super::load::Load;
@@ -22,12 +23,19 @@ use super::sim::{SimConfig, SimPolicy, SimTask, hyperperiod, simulate};
 use super::*;
 use crate::time::Nanos;
 
-/// Cases per property: `PROPTEST_CASES`, or 2000.
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
+/// Cases per property: `PROPTEST_CASES`, or 2000. Failing cases are kept beside this
+/// file (`properties.proptest-regressions`) and re-run first.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000)
+        .unwrap_or(2000);
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::with_cases(cases)
+    }
 }
 
 /// The divisors of 2520 from 2 to 140.
@@ -199,7 +207,7 @@ fn policies() -> impl Strategy<Value = CoreSpec> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(config())]
 
     /// Preemptive RTA is exact under synchronous release without jitter or blocking:
     /// refused sets miss in simulation, admitted ones meet every deadline with exactly
