@@ -1,11 +1,8 @@
 //! `rtpm`, the command line of the rtpm real-time middleware.
 //!
 //! Each subcommand lives in its own module under `cmd/`. Exit codes: 0 for success, 1
-//! when the command ran and its answer is "no" (a rejected task set, a failed probe), 2
+//! when the command ran and its answer is "no" (a rejected task set, a refused shield), 2
 //! for bad input (an unreadable file, a bad flag), with a message naming what was wrong.
-
-// The subcommand list starts empty and fills as capabilities land.
-#![allow(unreachable_code)]
 
 use std::process::ExitCode;
 
@@ -14,16 +11,29 @@ use clap::{Parser, Subcommand};
 mod cmd;
 
 /// rtpm: real-time peer-to-peer middleware for multicore Linux.
+///
+/// Cores are split into `rt` cores, reserved for admitted real-time work, and `general`
+/// cores, from per-core files (DIR/cores/cpuN.toml) or the embedded default (the last
+/// allowed CPU is rt). Start with `rtpm topology`.
 #[derive(Parser, Debug)]
-#[command(name = "rtpm", version, about, long_about = None, propagate_version = true)]
+#[command(name = "rtpm", version, about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Show the cores, their roles and policies, and what this machine permits.
+    Topology(cmd::topology::TopologyArgs),
+    /// Shield the RT cores with exclusive cpusets (root), or undo / show it.
+    Shield(cmd::shield::ShieldArgs),
+}
 
 fn main() -> ExitCode {
-    match Cli::parse().command {}
+    let code = match Cli::parse().command {
+        Command::Topology(a) => cmd::topology::run(a),
+        Command::Shield(a) => cmd::shield::run(a),
+    };
+    ExitCode::from(code)
 }
