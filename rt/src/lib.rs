@@ -1,17 +1,35 @@
 //! # rtpm-rt: the real-time core
 //!
-//! rtpm is built from the CPU outward, and this crate is the CPU. It knows which cores
-//! the process may use and splits them, ARTiS-style, into `rt` cores reserved for
-//! real-time work and `general` cores for everything else. Nothing runs on an `rt` core
-//! unless the admission controller has proved that every admitted deadline still holds;
-//! the executor then releases periodic jobs on absolute `CLOCK_MONOTONIC` times and
-//! sporadic jobs from lock-free queues, and records the latency of every job.
+//! rtpm is built from the CPU outward, and this crate is the CPU.
 //!
-//! All times inside are integer nanoseconds ([`time::Nanos`]); config files spell them as
-//! unit strings (`"250us"`). Operating-system calls live in `sys`, so `unsafe` is
-//! confined there.
+//! **Partition.** The process's allowed CPUs ([`cpu::CpuSet::allowed`]: its affinity
+//! intersected with its cpuset cgroup, never sysfs "online") are split, ARTiS-style, into
+//! `rt` cores reserved for admitted real-time work and `general` cores for everything
+//! else ([`config::Partition`], from per-core files `cores/cpuN.toml` or the embedded
+//! default). Best-effort threads never run on RT cores; the optional [`shield`] moves the
+//! rest of the system off them with exclusive cpusets, and can be undone.
+//!
+//! **Threads.** [`thread::ThreadBuilder`] spawns a thread under `SCHED_OTHER`,
+//! `SCHED_FIFO`, `SCHED_DEADLINE` or `SCHED_IDLE` with an affinity and a prefaulted
+//! stack, and explains every refusal (privilege, rtprio limit, deadline bandwidth, root
+//! domain). [`probe`] tells what this machine permits.
+//!
+//! **Time.** All times inside are integer nanoseconds ([`time::Nanos`]); config files
+//! spell them as unit strings (`"250us"`). Releases are scheduled on absolute
+//! `CLOCK_MONOTONIC` times; code that needs "now" takes a [`time::Clock`], so a simulated
+//! clock can replace the real one.
+//!
+//! Operating-system calls live in `sys`, so `unsafe` is confined there.
 
 pub mod admission;
+pub mod config;
+pub mod cpu;
+pub mod error;
+pub mod probe;
+pub mod shield;
+pub mod thread;
 pub mod time;
 
 mod sys;
+
+pub use error::{Error, Result};

@@ -2,6 +2,8 @@
 //! tests. This test reads `cargo metadata` and fails if any crate of ours depends (in any
 //! dependency kind) on a crate of ours that is not below it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 

@@ -1,11 +1,8 @@
 //! `rtpm`, the command line of the rtpm real-time middleware.
 //!
 //! Each subcommand lives in its own module under `cmd/`. Exit codes: 0 for success, 1
-//! when the command ran and its answer is "no" (a rejected task set, a failed probe), 2
+//! when the command ran and its answer is "no" (a rejected task set, a refused shield), 2
 //! for bad input (an unreadable file, a bad flag), with a message naming what was wrong.
-
-// The subcommand list starts empty and fills as capabilities land.
-#![allow(unreachable_code)]
 
 use std::process::ExitCode;
 
@@ -14,16 +11,47 @@ use clap::{Parser, Subcommand};
 mod cmd;
 
 /// rtpm: real-time peer-to-peer middleware for multicore Linux.
+///
+/// Cores are split into `rt` cores, reserved for admitted real-time work, and `general`
+/// cores, from per-core files (DIR/cores/cpuN.toml) or the embedded default (the last
+/// allowed CPU is rt). Start with `rtpm topology`.
 #[derive(Parser, Debug)]
-#[command(name = "rtpm", version, about, long_about = None, propagate_version = true)]
+#[command(name = "rtpm", version, about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Show the cores, their roles and policies, and what this machine permits.
+    ///
+    /// Lists the CPUs this process may use (its affinity and cpuset cgroup), the role and
+    /// policy of each from the effective per-core config (DIR/cores/cpuN.toml, or the
+    /// embedded default), and what the machine permits: the RT priority limit, whether
+    /// SCHED_FIFO and SCHED_DEADLINE work (probed in a throwaway thread, then undone), the
+    /// deadline bandwidth cap, whether io_uring works (probed) or is disabled, the memlock
+    /// limit, and whether the shield is active.
+    ///
+    /// Example: rtpm topology --config config/example --json
+    Topology(cmd::topology::TopologyArgs),
+    /// Shield the RT cores with exclusive cpusets (root), or undo / show it.
+    ///
+    /// Makes the RT cores a scheduler root domain of their own with exclusive cpusets
+    /// (cgroup v1 or v2) and moves every other movable task of the system to the general
+    /// cores, so nothing else runs on the RT cores and SCHED_DEADLINE threads can be
+    /// pinned to them. Kernel threads bound to a CPU cannot move and are counted. Every
+    /// change is journalled in /run/rtpm/shield.toml; a setup that fails halfway rolls
+    /// back, and `rtpm shield --undo` restores exactly what was there before.
+    ///
+    /// Examples: sudo rtpm shield --config config/example; rtpm shield --status; sudo rtpm shield --undo
+    Shield(cmd::shield::ShieldArgs),
+}
 
 fn main() -> ExitCode {
-    match Cli::parse().command {}
+    let code = match Cli::parse().command {
+        Command::Topology(a) => cmd::topology::run(a),
+        Command::Shield(a) => cmd::shield::run(a),
+    };
+    ExitCode::from(code)
 }

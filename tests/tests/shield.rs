@@ -1,0 +1,145 @@
+//! The shield on the real cgroup v1 cpuset hierarchy: it sets up, makes the RT core a
+//! root domain of its own (a SCHED_DEADLINE thread pinned to it is admitted), undoes, and
+//! leaves the system as it found it — also when a step fails halfway, and also when this
+//! test fails halfway (a guard undoes the shield while the panic unwinds).
+//!
+//! One test function, so nothing else in this binary runs while the system is shielded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rtpm_rt::cpu::CpuSet;
+use rtpm_rt::shield::{self, Cgroups, Version};
+use rtpm_rt::thread::{DeadlineFlags, Policy, ThreadBuilder, attr_of};
+use rtpm_rt::time::Nanos;
+use rtpm_tests::{probe, skip_unless};
+
+/// What the test must leave as it found it: the root cpuset's settings, every cpuset
+/// folder and its CPUs, and whether a journal exists.
+fn snapshot(cg: &Cgroups) -> Vec<(String, String)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        for file in [
+            "cpuset.cpus",
+            "cpuset.cpu_exclusive",
+            "cpuset.sched_load_balance",
+        ] {
+            let v = fs::read_to_string(dir.join(file)).unwrap_or_default();
+            out.push((
+                format!("{}/{file}", dir.strip_prefix(base).unwrap().display()),
+                v.trim().into(),
+            ));
+        }
+        for d in dirs {
+            walk(base, &d, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&cg.root, &cg.root, &mut out);
+    out.push(("journal".into(), cg.state_file.exists().to_string()));
+    out
+}
+
+/// Undoes the shield when dropped, so a failing assertion cannot leave it behind.
+struct Guard<'a>(&'a Cgroups);
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if shield::status_on(self.0).map(|s| s.active).unwrap_or(false)
+            && let Err(e) = shield::undo_on(self.0)
+        {
+            eprintln!("guard: undo failed: {e}");
+        }
+    }
+}
+
+fn v1() -> Result<Cgroups, String> {
+    let cg = Cgroups::system().map_err(|e| e.to_string())?;
+    if cg.version != Version::V1 {
+        return Err("the cpuset controller is on cgroup v2; this test covers v1".into());
+    }
+    if shield::status_on(&cg).map_err(|e| e.to_string())?.active {
+        return Err("a shield is already active on this machine; not touching it".into());
+    }
+    Ok(cg)
+}
+
+#[test]
+fn shield_sets_up_and_undoes_on_cgroup_v1() {
+    skip_unless!(probe::root());
+    skip_unless!(probe::cpus(2));
+    let cg = match v1() {
+        Ok(cg) => cg,
+        Err(why) => {
+            eprintln!("SKIPPED shield test: {why}");
+            return;
+        }
+    };
+    let allowed = CpuSet::allowed().unwrap();
+    let rt = CpuSet::single(allowed.last().unwrap());
+    let general = allowed.difference(&rt);
+    let before = snapshot(&cg);
+    let my_affinity = attr_of(0).unwrap().affinity;
+
+    // 1. A failure at any step rolls back completely.
+    let steps = {
+        let _g = Guard(&cg);
+        let report = shield::setup_on(&cg, rt, general, None).unwrap();
+        report.journal.changes.len()
+    };
+    assert_eq!(
+        snapshot(&cg),
+        before,
+        "the guard's undo did not restore the system"
+    );
+    for k in 0..steps {
+        let _g = Guard(&cg);
+        let err = shield::setup_on(&cg, rt, general, Some(k)).unwrap_err();
+        assert!(err.to_string().contains("rolled back"), "step {k}: {err}");
+        assert_eq!(
+            snapshot(&cg),
+            before,
+            "a failure after step {k} left changes behind"
+        );
+    }
+
+    // 2. The real thing.
+    let g = Guard(&cg);
+    let report = shield::setup_on(&cg, rt, general, None).unwrap();
+    assert!(report.moved > 0, "no task moved to the general cores");
+    let st = shield::status_on(&cg).unwrap();
+    assert!(st.active);
+    assert_eq!(st.root_load_balance, Some(false));
+    assert_eq!(st.rt_cpus.as_deref(), Some(rt.to_list().as_str()));
+    assert_eq!(st.general_cpus.as_deref(), Some(general.to_list().as_str()));
+    // This very thread was moved off the RT core.
+    assert_eq!(attr_of(0).unwrap().affinity, general);
+    // The RT core is now a root domain of its own: a deadline thread pinned to it alone is
+    // admitted once it is inside the RT cpuset.
+    let dl = ThreadBuilder::new("dl-shielded")
+        .shielded(true)
+        .affinity(rt)
+        .policy(Policy::Deadline {
+            runtime: Nanos::us(200),
+            deadline: Nanos::ms(10),
+            period: Nanos::ms(10),
+            flags: DeadlineFlags::default(),
+        })
+        .spawn(|| attr_of(0).unwrap())
+        .unwrap();
+    let seen = dl.join().unwrap();
+    assert_eq!(seen.affinity, rt);
+    assert!(matches!(seen.policy, Some(Policy::Deadline { .. })));
+
+    shield::undo_on(&cg).unwrap();
+    drop(g);
+    assert_eq!(snapshot(&cg), before, "undo did not restore the system");
+    assert_eq!(attr_of(0).unwrap().affinity, my_affinity);
+}
