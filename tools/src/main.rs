@@ -46,12 +46,55 @@ enum Command {
     ///
     /// Examples: sudo rtpm shield --config config/example; rtpm shield --status; sudo rtpm shield --undo
     Shield(cmd::shield::ShieldArgs),
+    /// Analyse a task-set file: which tasks fit on the RT cores, and why others do not.
+    ///
+    /// Offers the file's tasks to admission control in decreasing density (pinned tasks
+    /// first, ties in file order), each to a core chosen by the heuristic; a task that fits
+    /// nowhere is rejected and the rest continue. Prints a table per core (task, priority,
+    /// utilisation, deadline, worst-case response time, verdict), then each rejection with
+    /// the test that failed, the task that would miss and by how much. Exit code 0 when
+    /// every task is admitted, 1 when any is rejected, 2 for bad input (nothing else is
+    /// printed then).
+    ///
+    /// The file (TOML; every [analysis] key is optional and overridden by its flag):
+    ///
+    ///   [analysis]
+    ///   policy = "fp"            # "edf" | "fp" (default fp)
+    ///   priority = "dm"          # fp only: "rm" | "dm" | "audsley" | "explicit" (default dm)
+    ///   preemptive = true        # false = cooperative (non-preemptive) dispatch
+    ///   cores = 1                # RT cores to partition over (default 1)
+    ///   heuristic = "ffd"        # "ffd" | "bfd" | "wfd"
+    ///   utilization_cap = 1.0    # per core, 0 < x <= 1
+    ///   overhead = "10us"        # per job (default: the measured DEFAULT_JOB_OVERHEAD)
+    ///
+    ///   [[task]]
+    ///   name = "brake"           # unique; required
+    ///   kind = "periodic"        # "periodic" | "sporadic" (default periodic)
+    ///   period = "10ms"          # required; minimum inter-arrival time if sporadic
+    ///   wcet = "2ms"             # required
+    ///   deadline = "10ms"        # default = period; wcet <= deadline <= period
+    ///   offset = "0ms"           # optional; the analysis assumes the worst phasing anyway
+    ///   jitter = "0ms"           # optional release jitter
+    ///   blocking = "0ms"         # optional blocking by lower-priority work
+    ///   priority = 1             # only with priority = "explicit"; 1 is the highest
+    ///   core = 0                 # optional pin, 0-based index among the RT cores
+    ///
+    /// Durations are unit strings: "250us", "10ms", "1s". Preemptive EDF cores are also
+    /// bounded by the SCHED_DEADLINE bandwidth (this machine's, unless --dl-bandwidth).
+    /// With --json, stdout is one object: {"schedulable", "policy", "cores": [{"core",
+    /// "utilization", "tasks": [{"name", "priority", "response_time_ns",
+    /// "deadline_ns"}]}], "rejected": [{"name", "reason", "response_time_ns"}]}.
+    ///
+    /// Examples: rtpm admit tasks.toml; rtpm admit tasks.toml --policy edf --cores 2 --json
+    #[command(verbatim_doc_comment)]
+    Admit(cmd::admit::AdmitArgs),
 }
 
 fn main() -> ExitCode {
     let code = match Cli::parse().command {
         Command::Topology(a) => cmd::topology::run(a),
         Command::Shield(a) => cmd::shield::run(a),
+        Command::Admit(a) => cmd::admit::run(a),
     };
     ExitCode::from(code)
 }
