@@ -14,11 +14,11 @@
 //! Run: `cargo bench -p rtpm-bench --bench admission` (add a filter, e.g. `-- online`).
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion};
+use criterion::Criterion;
 use hdrhistogram::Histogram;
 use rtpm_rt::admission::{
     Admission, AdmissionOptions, CoreSpec, Heuristic, PriorityAssignment, TaskSpec,
@@ -72,29 +72,57 @@ fn random_tasks(rng: &mut Rng, n: usize, total: f64) -> Vec<TaskSpec> {
 
 fn partition(c: &mut Criterion) {
     let mut rng = Rng(1);
-    // 64 cores at 70% average load.
+    // 1,000 tasks of 70% average load per core over 64 cores; half have D < T.
     let set = random_tasks(&mut rng, 1000, 0.7 * 64.0);
     let options = AdmissionOptions::exact().with_heuristic(Heuristic::FirstFit);
     let mut group = c.benchmark_group("partition/1000-tasks-64-cores");
+    group.sample_size(20);
+    // The project's default RT core (rt/src/default-rt-core.toml: fp, threads, cap 0.9),
+    // the EDF threads model under the kernel's default SCHED_DEADLINE bandwidth, and both
+    // again without a cap, where first fit packs cores to U ≈ 1 and the exact tests work
+    // hardest.
     for (name, core) in [
-        ("fp-dm", CoreSpec::fp(PriorityAssignment::Dm)),
-        ("edf", CoreSpec::edf()),
+        (
+            "fp-dm/cap-0.9",
+            CoreSpec::fp(PriorityAssignment::Dm).with_cap(0.9),
+        ),
+        (
+            "edf/cap-0.9/dl-bw-0.95",
+            CoreSpec::edf().with_cap(0.9).with_dl_bandwidth(0.95),
+        ),
+        ("fp-dm/cap-1", CoreSpec::fp(PriorityAssignment::Dm)),
+        ("edf/cap-1", CoreSpec::edf()),
     ] {
         let mut check = Admission::new(vec![core; 64], options);
         let report = check.admit_all(set.clone());
         eprintln!(
-            "partition {name}: {} admitted, {} refused, cores used {}",
+            "partition {name}: {} admitted, {} refused, {} cores used",
             report.admitted(),
             report.rejected.len(),
             report.cores.iter().filter(|c| !c.tasks.is_empty()).count()
         );
+        let run = || {
+            let mut a = Admission::new(vec![core; 64], options);
+            let specs = set.clone();
+            let t0 = Instant::now();
+            let admitted = a.admit_all(specs).admitted();
+            (t0.elapsed(), black_box(admitted))
+        };
         group.bench_function(name, |b| {
-            b.iter_batched(
-                || (Admission::new(vec![core; 64], options), set.clone()),
-                |(mut a, specs)| black_box(a.admit_all(specs).admitted()),
-                BatchSize::SmallInput,
-            )
+            b.iter_custom(|iters| (0..iters).map(|_| run().0).sum())
         });
+        if let Ok(mut hist) = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3) {
+            for _ in 0..30 {
+                let ns = u64::try_from(run().0.as_nanos()).unwrap_or(u64::MAX);
+                let _ = hist.record(ns.clamp(1, 60_000_000_000));
+            }
+            eprintln!(
+                "partition {name}: 30 runs, us per run: p50 {} p99 {} max {}",
+                hist.value_at_quantile(0.5) / 1000,
+                hist.value_at_quantile(0.99) / 1000,
+                hist.max() / 1000
+            );
+        }
     }
     // Baseline: first-fit decreasing by utilisation alone.
     let utils: Vec<f64> = set.iter().map(TaskSpec::density).collect();
@@ -152,17 +180,37 @@ fn online(c: &mut Criterion) {
             .filter(|t| base.clone().try_admit((*t).clone()).is_ok())
             .count();
         eprintln!("online {name}: {admitted} of 64 newcomers admitted");
+        // Each offer is timed alone on a warm core; an admitted newcomer is released
+        // again, untimed, so the core always holds the same 100 tasks.
+        let mut core = base.clone();
         let mut next = 0;
+        let mut offer = |a: &mut Admission| -> Duration {
+            next = (next + 1) % newcomers.len();
+            let spec = newcomers[next].clone();
+            let t0 = Instant::now();
+            let placed = a.try_admit(spec);
+            let took = t0.elapsed();
+            if let Ok(p) = black_box(placed) {
+                a.release(p.id);
+            }
+            took
+        };
         group.bench_function(name, |b| {
-            b.iter_batched_ref(
-                || {
-                    next = (next + 1) % newcomers.len();
-                    (base.clone(), newcomers[next].clone())
-                },
-                |(a, spec)| black_box(a.try_admit(spec.clone()).is_ok()),
-                BatchSize::SmallInput,
-            )
+            b.iter_custom(|iters| (0..iters).map(|_| offer(&mut core)).sum())
         });
+        if let Ok(mut hist) = Histogram::<u64>::new_with_bounds(1, 1_000_000_000, 3) {
+            for _ in 0..20_000 {
+                let ns = u64::try_from(offer(&mut core).as_nanos()).unwrap_or(u64::MAX);
+                let _ = hist.record(ns.clamp(1, 1_000_000_000));
+            }
+            eprintln!(
+                "online {name}: 20000 offers, ns per try_admit: p50 {} p99 {} p99.9 {} max {}",
+                hist.value_at_quantile(0.5),
+                hist.value_at_quantile(0.99),
+                hist.value_at_quantile(0.999),
+                hist.max()
+            );
+        }
     }
     let mut rng = Rng(7);
     let utils: Vec<f64> = random_tasks(&mut rng, 100, 0.6)
@@ -209,16 +257,20 @@ fn ping_pong(rounds: u64, fifo: bool, mut each: impl FnMut(Duration) + Send) -> 
     };
     // 0: the pinger's turn, 1: the ponger's turn, 2: stop.
     let turn = Arc::new(AtomicU32::new(0));
+    // The pinger's handle, set before its first ping.
+    let pinger: Arc<OnceLock<std::thread::Thread>> = Arc::new(OnceLock::new());
     std::thread::scope(|s| {
-        let pinger = std::thread::current();
         let t = Arc::clone(&turn);
+        let p = Arc::clone(&pinger);
         let ponger = s.spawn(move || {
             enter(cpu, fifo);
             loop {
                 match t.load(Ordering::Acquire) {
                     1 => {
                         t.store(0, Ordering::Release);
-                        pinger.unpark();
+                        if let Some(p) = p.get() {
+                            p.unpark();
+                        }
                     }
                     2 => return,
                     _ => std::thread::park(),
@@ -227,6 +279,7 @@ fn ping_pong(rounds: u64, fifo: bool, mut each: impl FnMut(Duration) + Send) -> 
         });
         let worker = s.spawn(move || {
             let got_fifo = enter(cpu, fifo);
+            let _ = pinger.set(std::thread::current());
             let start = Instant::now();
             for _ in 0..rounds {
                 let t0 = Instant::now();

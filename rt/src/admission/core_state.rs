@@ -802,6 +802,10 @@ impl CoreState {
     fn refresh(&mut self) {
         let n = self.loads.len();
         self.util = self.loads.iter().map(Load::utilization).sum();
+        if !(matches!(self.spec.policy, Policy::Fp(_)) && self.spec.preemptive) {
+            // The rest serves incremental fixed-priority analysis only.
+            return;
+        }
         self.product = self.loads.iter().map(|l| 1.0 + l.utilization()).product();
         self.all_simple = self.loads.iter().all(Load::is_simple);
         self.rm_ordered = self.loads.windows(2).all(|w| w[0].period <= w[1].period);

@@ -65,6 +65,66 @@ pub(crate) fn deadline_at_or_after(loads: &[Load], t: u64) -> Option<u64> {
         .min()
 }
 
+/// The demand bound `h(t)` for a `t` that only moves down, as in QPA: each task keeps
+/// its latest deadline point at or before `t` and its job count there, and is only
+/// divided again when `t` jumps far below that point.
+pub(crate) struct FallingDemand<'a> {
+    loads: &'a [Load],
+    /// Per task: its latest deadline point `≤ t` (0 for none) and the jobs due by then.
+    points: Vec<(u64, u64)>,
+    total: u128,
+}
+
+impl<'a> FallingDemand<'a> {
+    /// Starts at `t`.
+    pub(crate) fn new(loads: &'a [Load], t: u64) -> FallingDemand<'a> {
+        let mut d = FallingDemand {
+            loads,
+            points: Vec::with_capacity(loads.len()),
+            total: 0,
+        };
+        for l in loads {
+            let p = latest_point(l, t);
+            d.total += u128::from(p.1) * u128::from(l.cost);
+            d.points.push(p);
+        }
+        d
+    }
+
+    /// `h(t)`, for `t` no later than the previous call's.
+    pub(crate) fn at(&mut self, t: u64) -> u128 {
+        for (l, p) in self.loads.iter().zip(self.points.iter_mut()) {
+            if p.0 <= t {
+                continue;
+            }
+            let before = p.1;
+            *p = if p.0 - t <= 4 * l.period {
+                let (mut point, mut jobs) = *p;
+                while jobs > 0 && point > t {
+                    jobs -= 1;
+                    point = if jobs == 0 { 0 } else { point - l.period };
+                }
+                (point, jobs)
+            } else {
+                latest_point(l, t)
+            };
+            self.total -= u128::from(before - p.1) * u128::from(l.cost);
+        }
+        self.total
+    }
+}
+
+/// `l`'s latest deadline point `≤ t` (0 for none) and the jobs due by then.
+fn latest_point(l: &Load, t: u64) -> (u64, u64) {
+    match l.first_deadline() {
+        Some(first) if t >= first => {
+            let k = (t - first) / l.period;
+            (first + k * l.period, k + 1)
+        }
+        _ => (0, 0),
+    }
+}
+
 /// The total demand bound `h(t)`.
 #[inline]
 pub(crate) fn demand(loads: &[Load], t: u64) -> u128 {
@@ -135,7 +195,7 @@ pub(crate) fn demand_horizon(loads: &[Load], extra: u64, util: UtilVsOne) -> Opt
 /// non-decreasing on that range.
 pub(crate) fn qpa(
     loads: &[Load],
-    g: impl Fn(u64) -> u128,
+    mut g: impl FnMut(u64) -> u128,
     lo: u64,
     horizon: u64,
 ) -> Result<(), DemandFail> {
@@ -195,7 +255,20 @@ pub(crate) fn demand_test(loads: &[Load], util: UtilVsOne) -> Result<(), DemandF
     if let Some(fail) = early_violation(loads, g, horizon, 2 * loads.len()) {
         return Err(fail);
     }
-    qpa(loads, g, 0, horizon)
+    let mut falling = FallingDemand::new(loads, horizon);
+    qpa(
+        loads,
+        |t| {
+            let d = falling.at(t);
+            if b_max == 0 {
+                d
+            } else {
+                d + u128::from(blocking_within(loads, t))
+            }
+        },
+        0,
+        horizon,
+    )
 }
 
 /// A sufficient test by linear upper bounds on the demand (Devi 2003; Albers & Slomka
@@ -398,6 +471,28 @@ mod tests {
         assert!(!density_accepts(&set));
         assert!(linear_demand_accepts(&set));
         assert_eq!(test(&set), Ok(()));
+    }
+
+    #[test]
+    fn falling_demand_matches_the_formula() {
+        let set = [
+            load(2, 7, 5),
+            Load {
+                cost: 3,
+                period: 11,
+                deadline: 9,
+                jitter: 2,
+                blocking: 0,
+            },
+            load(1, 4, 4),
+        ];
+        let mut falling = FallingDemand::new(&set, 500);
+        let mut t = 500;
+        for step in [1, 3, 0, 40, 7, 2, 100, 13, 1, 200] {
+            t -= step;
+            assert_eq!(falling.at(t), demand(&set, t), "t = {t}");
+        }
+        assert_eq!(falling.at(0), 0);
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl Admission {
             order,
             id: TaskId(self.next_id),
         };
-        let mut refusals = Vec::new();
+        let mut refusals = Vec::with_capacity(candidates.len());
         for core in candidates {
             match self.cores[core].admit(&offer) {
                 Ok(admitted) => {
