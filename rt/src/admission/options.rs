@@ -7,11 +7,13 @@ use crate::time::Nanos;
 /// The cost of running one job beyond its own execution: its release, its dispatch and
 /// the context switch to it. It is added to every job's wcet before analysis.
 ///
-/// Measured by `cargo bench -p rtpm-bench --bench admission -- handoff` (see
-/// `bench/RESULTS.md`, section "issue 3"): a same-core handoff between two threads
-/// pinned to one CPU, woken through a futex (park/unpark), had p50 ≈ 3.6 µs and
-/// p99 ≈ 8.2 µs on the shared 2-core VM. The default is that p99 rounded up to 10 µs;
-/// it will be refined once the executor's own dispatch overhead is measured.
+/// Measured by `cargo bench -p rtpm-bench --bench admission -- handoff` (bench/RESULTS.md,
+/// "Issue 3"): a same-core handoff between two threads pinned to one CPU under
+/// SCHED_FIFO, each waking the other through a futex (`park`/`unpark`), took p50 2.5 µs,
+/// p99 3.9–4.0 µs and p99.9 18 µs over 20,000 round trips (2026-11-27, shared 2-core VM
+/// under load). A job costs about two such handoffs (switched to on release, switched
+/// away from when done): 2 × p99 ≈ 8 µs, rounded up to 10 µs. The executor's own dispatch
+/// cost, once measured, should refine it.
 pub const DEFAULT_JOB_OVERHEAD: Nanos = Nanos::us(10);
 
 /// How tasks are spread over the RT cores. Tasks are offered in decreasing density
