@@ -500,7 +500,10 @@ impl Backend for Epoll {
             core.free.push(o);
             recycled += 1;
         }
-        if recycled > 0 && core.starved.swap(false, Ordering::SeqCst) {
+        // Resume when buffers are free, whether just recycled or freed earlier (a stall
+        // may have raced with an earlier recycle).
+        let available = recycled > 0 || !core.free.is_empty();
+        if available && core.starved.swap(false, Ordering::SeqCst) {
             if self.sock_starved.swap(false, Ordering::SeqCst) {
                 self.rearm_endpoint();
             }

@@ -121,10 +121,28 @@ pub(crate) struct UringSupport {
     pub kernel: (u32, u32),
 }
 
-/// Probes io_uring: enabled by sysctl, creatable (not blocked by seccomp or an LSM), new
+/// Runs `f` on a short-lived thread of its own and returns its result.
+///
+/// Every io_uring call that is not made by a pool thread goes through here (probing, ring
+/// setup, shutdown). When a ring is torn down, the kernel queues work with a signal-like
+/// notification (TWA_SIGNAL) to every task that used it; a caller's thread that had made
+/// io_uring calls would see a later blocking system call fail with EINTR (any socket call
+/// with a timeout does). Keeping those calls on our own threads keeps callers clean.
+pub(crate) fn on_own_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// Probes io_uring (on a thread of its own, see [`on_own_thread`]): enabled by sysctl, creatable (not blocked by seccomp or an LSM), new
 /// enough for multishot recvmsg (6.0) and provided-buffer rings (5.19), with every opcode
 /// the backend submits.
 pub(crate) fn probe_uring() -> Result<UringSupport, Unavailable> {
+    on_own_thread(probe_here)
+}
+
+fn probe_here() -> Result<UringSupport, Unavailable> {
     let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())

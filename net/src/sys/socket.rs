@@ -390,7 +390,11 @@ pub(crate) fn multicast_out(fd: RawFd, iface: Ipv4Addr, loopback: bool, ttl: u32
     setopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, loopback as i32)
         .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_LOOP)", &what, e, hint))?;
     setopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, ttl as i32)
-        .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_TTL)", &what, e, hint))
+        .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_TTL)", &what, e, hint))?;
+    // Receive only the groups this socket joined (Linux's default delivers every group any
+    // socket of the host joined to a wildcard-bound socket).
+    setopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 0i32)
+        .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_ALL)", &what, e, hint))
 }
 
 /// Accepts one connection, if one is pending.

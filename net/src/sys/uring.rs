@@ -38,7 +38,7 @@ use crate::reactor::{
 };
 use crate::stats::Counters;
 use crate::sys::claim::Claim;
-use crate::sys::probe::{MemlockBudget, explain_setup_error};
+use crate::sys::probe::{MemlockBudget, explain_setup_error, on_own_thread};
 use crate::sys::region::Owned;
 use crate::sys::socket::{self, CTRL_LEN, RecvScratch, SockOpts};
 use crate::sys::Endpoint;
@@ -166,6 +166,9 @@ struct Leader {
     ring: IoUring,
     bufring: BufRing,
     tail: u16,
+    /// Buffers published to the ring minus completions that took one: an upper bound of
+    /// what the ring holds (exact once every completion is harvested).
+    in_ring: u32,
     sock_armed: bool,
     sock_starved: bool,
     accept_armed: bool,
@@ -206,6 +209,10 @@ impl Uring {
     /// Checks that a ring of this size can be set up here (memlock budget, setup,
     /// provided-buffer ring), without keeping it. `Err` explains what failed.
     pub(crate) fn preflight(entries: u32, nbufs: u32) -> Result<(), String> {
+        on_own_thread(|| Self::preflight_here(entries, nbufs))
+    }
+
+    fn preflight_here(entries: u32, nbufs: u32) -> Result<(), String> {
         let cq = entries * 8;
         MemlockBudget::for_ring(entries, cq, nbufs).check()?;
         let ring: IoUring = IoUring::builder()
@@ -234,6 +241,16 @@ impl Uring {
     /// Sets up the ring, the provided-buffer ring, the registered files, and arms the
     /// endpoint. Checks the memlock budget first and explains a shortfall.
     pub(crate) fn new(
+        core: Arc<Core>,
+        endpoint: Endpoint,
+        opts: SockOpts,
+        v6: bool,
+        entries: u32,
+    ) -> Result<Uring, Error> {
+        on_own_thread(move || Self::new_here(core, endpoint, opts, v6, entries))
+    }
+
+    fn new_here(
         core: Arc<Core>,
         endpoint: Endpoint,
         opts: SockOpts,
@@ -327,6 +344,7 @@ impl Uring {
             ring,
             bufring,
             tail,
+            in_ring: u32::from(tail),
             sock_armed: false,
             sock_starved: false,
             accept_armed: false,
@@ -350,14 +368,17 @@ impl Uring {
                 .leader
                 .try_claim()
                 .ok_or_else(|| Error::Internal("fresh ring claimed".into()))?;
+            // Queued, not submitted: io_uring runs a request's completion work in the
+            // task that submitted it, so only pool threads may submit.
             this.arm_endpoint(&mut st);
             this.arm_bell(&mut st);
-            this.submit(&mut st);
         }
         Ok(this)
     }
 
-    /// Queues one SQE, submitting first if the queue is full.
+    /// Queues one SQE, submitting first if the queue is full. Called only on pool threads
+    /// (and at set-up, where the queue has room), because the submitting task is the one
+    /// that runs a request's completion work.
     fn push(&self, st: &mut Leader, e: squeue::Entry) {
         loop {
             // SAFETY: every entry built by this backend points only at memory that lives
@@ -447,7 +468,7 @@ impl Uring {
     fn recycle(&self, st: &mut Leader) -> usize {
         let core = &*self.core;
         let mut n = 0;
-        let mut to_ring = 0;
+        let mut to_ring: u32 = 0;
         while let Some(o) = core.returns.pop() {
             n += 1;
             if core.free.len() < core.reserve {
@@ -461,6 +482,7 @@ impl Uring {
         }
         if to_ring > 0 {
             st.bufring.publish(st.tail);
+            st.in_ring += to_ring;
         }
         n
     }
@@ -676,6 +698,9 @@ impl Uring {
     fn cqe(&self, st: &mut Leader, (data, res, flags): (u64, i32, u32), events: &mut Vec<Event>) {
         let core = &*self.core;
         let idx = data as u32;
+        if cqueue::buffer_select(flags).is_some() {
+            st.in_ring = st.in_ring.saturating_sub(1);
+        }
         match data >> 32 {
             K_DGRAM => {
                 let more = cqueue::more(flags);
@@ -824,8 +849,11 @@ impl Backend for Uring {
         };
         let st = &mut *st;
         // 1. Recycle, and resume what starved.
+        // Resume when buffers exist anywhere user space can hand out: just recycled, still
+        // in the ring (a stall may have raced with an earlier recycle), or in the reserve.
         let recycled = self.recycle(st);
-        if recycled > 0 && core.starved.swap(false, Ordering::SeqCst) {
+        let available = recycled > 0 || st.in_ring > 0 || !core.free.is_empty();
+        if available && core.starved.swap(false, Ordering::SeqCst) {
             if st.sock_starved {
                 st.sock_starved = false;
                 self.arm_endpoint(st);
@@ -868,6 +896,9 @@ impl Backend for Uring {
                 return;
             }
         }
+        // The bell's read may have completed in a harvest above: it must be armed before
+        // we block, or a wake-up would be lost.
+        self.arm_bell(st);
         core.parked.store(true, Ordering::SeqCst);
         if !core.intents.is_empty()
             || (core.starved.load(Ordering::SeqCst) && !core.returns.is_empty())
@@ -960,6 +991,12 @@ impl Backend for Uring {
     }
 
     fn shutdown(&self) {
+        on_own_thread(|| self.shutdown_here());
+    }
+}
+
+impl Uring {
+    fn shutdown_here(&self) {
         let core = &*self.core;
         let Some(mut st) = self.leader.try_claim() else {
             return;
