@@ -18,7 +18,7 @@ use rtpm_rt::time::{Clock, Instant, MonotonicClock};
 
 use crate::error::Error;
 use crate::frame::Step;
-use crate::handoff::{ConnId, Handle, Source};
+use crate::handoff::{ConnId, Handle, Outcome, Source};
 use crate::reactor::{Completion, Core, Flow, Intent, Rx};
 use crate::sap::Shared;
 use crate::stats::Counters;
@@ -110,7 +110,8 @@ impl Shared {
                 }
                 core.stats.bytes.fetch_add(len as u64, Ordering::Relaxed);
                 let lease = core.bufs.freeze(buf, off, len);
-                self.dispatch(
+                // Datagrams are never refused as `Full`: under backpressure they are held.
+                if let Some((h, _)) = self.dispatch(
                     core,
                     Handle {
                         lease,
@@ -120,7 +121,9 @@ impl Shared {
                         },
                         received: now(),
                     },
-                );
+                ) {
+                    let _ = core.release(h.lease);
+                }
                 Flow::Continue
             }
             Completion::Chunk { conn, buf, len } => {
@@ -138,6 +141,11 @@ impl Shared {
                 else {
                     return Flow::Stop;
                 };
+                if let Some((h, d)) = rx.pending.take() {
+                    if let Outcome::Full(h) = self.deliver(core, d, h) {
+                        return self.block(core, conn, &mut rx, h, d);
+                    }
+                }
                 match rx.rest.take() {
                     Some((chunk, pos)) => self.stream(core, conn, &mut rx, chunk, pos),
                     None => Flow::Continue,
@@ -155,7 +163,21 @@ impl Shared {
         }
     }
 
+    /// Pauses connection `conn` with frame `h` pending for full destination `d`.
+    fn block(&self, core: &Core, conn: u32, rx: &mut Rx, h: Handle, d: u16) -> Flow {
+        rx.pending = Some((h, d));
+        let dest = &self.dests[d as usize];
+        if dest.block(core.shard, conn) {
+            // The consumer made room between our push and our registration.
+            dest.unblock(self);
+        }
+        Flow::Stop
+    }
+
     fn drop_rx(core: &Core, rx: &mut Rx) {
+        if let Some((h, _)) = rx.pending.take() {
+            let _ = core.release(h.lease);
+        }
         if let Some((a, _)) = rx.asm.take() {
             core.give_back(a);
         }
@@ -196,7 +218,7 @@ impl Shared {
                     let lease = core.bufs.share(&chunk, pos + skip, len);
                     Counters::inc(&core.stats.received);
                     core.stats.bytes.fetch_add(len as u64, Ordering::Relaxed);
-                    self.dispatch(
+                    let full = self.dispatch(
                         core,
                         Handle {
                             lease,
@@ -204,6 +226,9 @@ impl Shared {
                             received: now(),
                         },
                     );
+                    if let Some((h, d)) = full {
+                        return self.pause_after(core, conn, rx, chunk, pos, step, h, d);
+                    }
                 }
                 Step::Begin { skip, take, .. } => {
                     let Some(mut a) = core.free.pop() else {
@@ -235,7 +260,7 @@ impl Shared {
                         let lease = core.bufs.freeze(a, 0, filled);
                         Counters::inc(&core.stats.received);
                         core.stats.bytes.fetch_add(filled as u64, Ordering::Relaxed);
-                        self.dispatch(
+                        let full = self.dispatch(
                             core,
                             Handle {
                                 lease,
@@ -243,6 +268,9 @@ impl Shared {
                                 received: now(),
                             },
                         );
+                        if let Some((h, d)) = full {
+                            return self.pause_after(core, conn, rx, chunk, pos, step, h, d);
+                        }
                     }
                 }
             }
@@ -256,8 +284,42 @@ impl Shared {
         Flow::Continue
     }
 
-    /// Routes a handle and delivers it (inline handler or queue).
-    fn dispatch(&self, core: &Core, h: Handle) {
+    /// Commits `step` (its frame went out as `h`, refused by full destination `d`), keeps
+    /// the rest of the chunk, and pauses the connection.
+    #[allow(clippy::too_many_arguments)]
+    fn pause_after(
+        &self,
+        core: &Core,
+        conn: u32,
+        rx: &mut Rx,
+        chunk: Lease,
+        pos: usize,
+        step: Step,
+        h: Handle,
+        d: u16,
+    ) -> Flow {
+        {
+            let rest = core.bufs.bytes(&chunk).map_or(&[][..], |b| &b[pos..]);
+            rx.framer.commit(step, rest);
+        }
+        rx.rest = Some((chunk, pos + step.used()));
+        self.block(core, conn, rx, h, d)
+    }
+
+    /// Gives `h` to destination `d`, releasing what the policy drops.
+    fn deliver(&self, core: &Core, d: u16, h: Handle) -> Outcome {
+        match self.dests[d as usize].deliver(h) {
+            Outcome::Dropped(x) => {
+                let _ = core.release(x.lease);
+                Outcome::Queued
+            }
+            o => o,
+        }
+    }
+
+    /// Routes a handle and delivers it (inline handler or queue). Returns the handle and
+    /// its destination when backpressure refuses it (a stream frame on a full queue).
+    fn dispatch(&self, core: &Core, h: Handle) -> Option<(Handle, u16)> {
         let dest = {
             let bytes = core.bufs.bytes(&h.lease).unwrap_or(&[]);
             self.router.route(bytes, &h.source)
@@ -266,7 +328,7 @@ impl Shared {
         let Some(d) = dest else {
             Counters::inc(&core.stats.unroutable);
             let _ = core.release(h.lease);
-            return;
+            return None;
         };
         if let Some(handler) = &self.handlers[d as usize] {
             {
@@ -281,8 +343,12 @@ impl Shared {
                 );
             }
             let _ = core.release(h.lease);
-        } else if let Some(dropped) = self.dests[d as usize].deliver(h) {
-            let _ = core.release(dropped.lease);
+            None
+        } else {
+            match self.deliver(core, d, h) {
+                Outcome::Full(h) => Some((h, d)),
+                _ => None,
+            }
         }
     }
 }

@@ -112,6 +112,17 @@ impl Handle {
     }
 }
 
+/// What became of a handle given to a destination.
+pub(crate) enum Outcome {
+    /// Queued (or held, for a datagram under backpressure).
+    Queued,
+    /// Dropped under the policy: release it (the arrival, or the displaced oldest).
+    Dropped(Handle),
+    /// Backpressure on a full queue for a stream frame: the caller pauses the connection
+    /// with the handle pending, after [`Destination::block`].
+    Full(Handle),
+}
+
 /// Counters of one destination.
 #[derive(Debug, Default)]
 pub(crate) struct DestCounters {
@@ -130,16 +141,19 @@ pub struct DestStats {
     pub dropped_newest: u64,
     /// Queued handles dropped to make room (drop-oldest).
     pub dropped_oldest: u64,
-    /// Arrivals kept aside because the queue was full (backpressure).
+    /// Backpressure: datagrams kept aside (holding their buffers) and connections paused
+    /// because the queue was full.
     pub held: u64,
 }
 
 /// A bounded queue of handles for one task (or one group of tasks).
 pub(crate) struct Destination {
     queue: ArrayQueue<Handle>,
-    /// Backpressure only: arrivals kept in order while `queue` is full. Sized to hold
-    /// every buffer of the SAP, so a push cannot fail.
+    /// Backpressure only: datagrams kept in order while `queue` is full. A datagram is
+    /// one buffer, and this holds every buffer of the SAP, so a push cannot fail.
     held: Option<ArrayQueue<Handle>>,
+    /// Backpressure only: connections `(shard, conn)` paused on this full queue.
+    blocked: Option<ArrayQueue<(u16, u32)>>,
     policy: DropPolicy,
     bell: Doorbell,
     hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
@@ -148,11 +162,13 @@ pub(crate) struct Destination {
 }
 
 impl Destination {
-    /// A destination of `depth` handles; `buffers` is the SAP's total buffer count.
-    pub(crate) fn new(depth: usize, policy: DropPolicy, buffers: usize) -> Destination {
+    /// A destination of `depth` handles; `buffers` and `conns` are the SAP's totals.
+    pub(crate) fn new(depth: usize, policy: DropPolicy, buffers: usize, conns: usize) -> Destination {
+        let bp = policy == DropPolicy::Backpressure;
         Destination {
             queue: ArrayQueue::new(depth.max(1)),
-            held: (policy == DropPolicy::Backpressure).then(|| ArrayQueue::new(buffers.max(1))),
+            held: bp.then(|| ArrayQueue::new(buffers.max(1))),
+            blocked: bp.then(|| ArrayQueue::new(conns.max(1))),
             policy,
             bell: Doorbell::default(),
             hook: OnceLock::new(),
@@ -161,13 +177,13 @@ impl Destination {
         }
     }
 
-    /// Pushes `h` under the drop policy. Returns a handle the caller must release (the
-    /// dropped arrival, or the displaced oldest), if any. Never blocks.
-    pub(crate) fn deliver(&self, h: Handle) -> Option<Handle> {
+    /// Pushes `h` under the drop policy. Never blocks.
+    pub(crate) fn deliver(&self, h: Handle) -> Outcome {
         let c = &self.counters;
         let out = match (self.policy, &self.held) {
             (DropPolicy::Backpressure, Some(held)) => {
-                // Keep order: once anything is held, later arrivals queue behind it.
+                let stream = matches!(h.source, Source::Stream { .. });
+                // Keep order: once a datagram is held, later ones queue behind it.
                 let h = if held.is_empty() {
                     match self.queue.push(h) {
                         Ok(()) => None,
@@ -177,25 +193,31 @@ impl Destination {
                     Some(h)
                 };
                 match h {
-                    None => None,
+                    None => Outcome::Queued,
                     Some(h) => {
                         c.held.fetch_add(1, Ordering::Relaxed);
-                        held.push(h).err()
+                        if stream {
+                            return Outcome::Full(h);
+                        }
+                        match held.push(h) {
+                            Ok(()) => Outcome::Queued,
+                            Err(h) => Outcome::Dropped(h),
+                        }
                     }
                 }
             }
-            (DropPolicy::DropOldest, _) => {
-                let displaced = self.queue.force_push(h);
-                if displaced.is_some() {
+            (DropPolicy::DropOldest, _) => match self.queue.force_push(h) {
+                Some(old) => {
                     c.dropped_oldest.fetch_add(1, Ordering::Relaxed);
+                    Outcome::Dropped(old)
                 }
-                displaced
-            }
+                None => Outcome::Queued,
+            },
             _ => match self.queue.push(h) {
-                Ok(()) => None,
+                Ok(()) => Outcome::Queued,
                 Err(h) => {
                     c.dropped_newest.fetch_add(1, Ordering::Relaxed);
-                    return Some(h);
+                    return Outcome::Dropped(h);
                 }
             },
         };
@@ -205,6 +227,31 @@ impl Destination {
             hook();
         }
         out
+    }
+
+    /// Registers connection `conn` of reactor `shard` as paused on this queue. Returns
+    /// whether the queue has room again already (the consumer popped meanwhile), in which
+    /// case the caller must [`Destination::unblock`].
+    pub(crate) fn block(&self, shard: u16, conn: u32) -> bool {
+        if let Some(b) = &self.blocked {
+            let _ = b.push((shard, conn));
+        }
+        !self.queue.is_full()
+    }
+
+    /// Hands every paused connection back to its reactor to resume.
+    pub(crate) fn unblock(&self, shared: &Shared) {
+        if let Some(b) = &self.blocked {
+            while let Some((shard, conn)) = b.pop() {
+                if let Some(core) = shared.cores.get(shard as usize) {
+                    core.resume_later(conn);
+                }
+            }
+        }
+    }
+
+    fn has_blocked(&self) -> bool {
+        self.blocked.as_ref().is_some_and(|b| !b.is_empty())
     }
 
     fn pop(&self) -> Option<Handle> {
@@ -232,6 +279,9 @@ impl Destination {
     pub(crate) fn drain(&self, mut f: impl FnMut(Handle)) {
         while let Some(h) = self.pop() {
             f(h);
+        }
+        if let Some(b) = &self.blocked {
+            while b.pop().is_some() {}
         }
     }
 }
@@ -264,7 +314,12 @@ impl Consumer {
 
     /// The next raw handle, if one is queued (give it back with [`Consumer::release`]).
     pub fn pop_handle(&self) -> Option<Handle> {
-        self.destination().pop()
+        let d = self.destination();
+        let h = d.pop();
+        if h.is_some() && d.has_blocked() {
+            d.unblock(&self.shared);
+        }
+        h
     }
 
     /// Like [`Consumer::pop`], but sleeps (futex) up to `timeout` for a message.
@@ -273,7 +328,7 @@ impl Consumer {
         let d = self.destination();
         loop {
             let seen = d.bell.seen();
-            if let Some(h) = d.pop() {
+            if let Some(h) = self.pop_handle() {
                 return Some(Delivery {
                     consumer: self,
                     handle: Some(h),

@@ -179,8 +179,11 @@ pub(crate) struct Rx {
     pub peer: SocketAddr,
     /// The frame being assembled: its buffer and bytes filled.
     pub asm: Option<(Owned, usize)>,
-    /// A chunk whose processing was paused at `pos` (no assembly buffer was free).
+    /// A chunk whose processing was paused at `pos` (no assembly buffer was free, or
+    /// the destination was full).
     pub rest: Option<(Lease, usize)>,
+    /// A frame waiting for room in destination `.1` (backpressure).
+    pub pending: Option<(crate::handoff::Handle, u16)>,
 }
 
 /// State one reactor shares with its pool threads, its senders and its consumers.
@@ -253,6 +256,7 @@ impl Core {
                         peer: SocketAddr::from(([0, 0, 0, 0], 0)),
                         asm: None,
                         rest: None,
+                        pending: None,
                     }),
                 }
             })
@@ -322,10 +326,18 @@ impl Core {
         }
     }
 
-    /// Pauses stream `conn` until buffers come back.
+    /// Pauses stream `conn` until buffers come back (a consumer giving one back wakes the
+    /// leader, which resumes it).
     pub(crate) fn stall(&self, conn: u32) {
+        Counters::inc(&self.stats.enobufs);
         let _ = self.stalled.push(conn);
         self.starved.store(true, Ordering::SeqCst);
-        Counters::inc(&self.stats.enobufs);
+    }
+
+    /// Has the leader resume stream `conn` (emit a `Resume` event) at its next poll.
+    pub(crate) fn resume_later(&self, conn: u32) {
+        let _ = self.stalled.push(conn);
+        self.starved.store(true, Ordering::SeqCst);
+        self.wake_leader();
     }
 }

@@ -394,7 +394,14 @@ impl Sap {
             .collect();
         let dests: Vec<Destination> = handlers
             .iter()
-            .map(|_| Destination::new(q.queue_depth as usize, q.drop_policy, total_buffers))
+            .map(|_| {
+                Destination::new(
+                    q.queue_depth as usize,
+                    q.drop_policy,
+                    total_buffers,
+                    cfg.max_connections as usize * shards,
+                )
+            })
             .collect();
         let shared = Arc::new(Shared {
             name: cfg.name.clone(),
@@ -562,6 +569,7 @@ impl Sap {
                 rx.peer = addr;
                 rx.asm = None;
                 rx.rest = None;
+                rx.pending = None;
             }
             None => return Err(Error::Internal(format!("free connection slot {idx} in use"))),
         }

@@ -307,6 +307,37 @@ fn drop_policy(b: BackendChoice, policy: DropPolicy) {
     }
 }
 
+/// Backpressure on a stream: a tiny queue and a slow consumer pause the connection (the
+/// peer is flow-controlled); every frame arrives, in order, none dropped.
+fn tcp_backpressure(b: BackendChoice) {
+    skip_unless!(backend_available(b));
+    let mut cfg = tcp("tcp-bp", b);
+    cfg.qos.queue_depth = 4;
+    cfg.qos.drop_policy = DropPolicy::Backpressure;
+    let sap = Sap::bind(cfg).unwrap();
+    let consumer = sap.consumer(0).unwrap();
+    const N: u32 = 20_000;
+    let to = addr(&sap);
+    let sender = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(to).unwrap();
+        let burst: Vec<u8> = (0..N).flat_map(|i| frame(&i.to_be_bytes())).collect();
+        s.write_all(&burst).unwrap();
+        s
+    });
+    for i in 0..N {
+        let d = consumer.wait(LONG).expect("the paused stream resumes");
+        assert_eq!(d.bytes(), i.to_be_bytes());
+        if i % 1000 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let _s = sender.join().unwrap();
+    let st = consumer.stats();
+    assert!(st.held > 0, "the queue never filled: {st:?}");
+    assert_eq!(st.dropped_newest + st.dropped_oldest, 0);
+    assert_eq!(sap.stats().received, u64::from(N));
+}
+
 /// Shared layout, 3 threads on one source, 4 TCP streams, 1,000,000 frames: each frame
 /// is handled exactly once, and more than one thread led.
 fn leader_promotion_under_load(b: BackendChoice) {
@@ -460,6 +491,10 @@ macro_rules! suite {
             #[test]
             fn backpressure() {
                 drop_policy($b, DropPolicy::Backpressure)
+            }
+            #[test]
+            fn tcp_backpressure_pauses_the_stream() {
+                tcp_backpressure($b)
             }
             #[test]
             fn leader_promotion_one_million_frames() {

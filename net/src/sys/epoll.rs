@@ -249,6 +249,7 @@ impl Epoll {
                             rx.peer = peer.unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
                             rx.asm = None;
                             rx.rest = None;
+                            rx.pending = None;
                         }
                         None => {
                             tracing::error!(sap = %core.name, "free connection slot {idx} is in use");
@@ -553,8 +554,9 @@ impl Backend for Epoll {
             }
         }
         core.parked.store(true, Ordering::SeqCst);
+        let resumable = !core.stalled.is_empty() && !core.free.is_empty();
         if !core.intents.is_empty()
-            || (core.starved.load(Ordering::SeqCst) && !core.returns.is_empty())
+            || (core.starved.load(Ordering::SeqCst) && (!core.returns.is_empty() || resumable))
             || core.stopping.load(Ordering::SeqCst)
         {
             core.parked.store(false, Ordering::SeqCst);

@@ -525,6 +525,7 @@ impl Uring {
                 rx.peer = peer;
                 rx.asm = None;
                 rx.rest = None;
+                rx.pending = None;
             }
             None => {
                 tracing::error!(sap = %core.name, "free connection slot {idx} is in use");
@@ -900,8 +901,9 @@ impl Backend for Uring {
         // we block, or a wake-up would be lost.
         self.arm_bell(st);
         core.parked.store(true, Ordering::SeqCst);
+        let resumable = !core.stalled.is_empty() && (st.in_ring > 0 || !core.free.is_empty());
         if !core.intents.is_empty()
-            || (core.starved.load(Ordering::SeqCst) && !core.returns.is_empty())
+            || (core.starved.load(Ordering::SeqCst) && (!core.returns.is_empty() || resumable))
             || core.stopping.load(Ordering::SeqCst)
         {
             core.parked.store(false, Ordering::SeqCst);
