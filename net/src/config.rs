@@ -121,9 +121,10 @@ pub struct QosClass {
     /// Busy-poll: the longest a thread spins with nothing to do before it parks.
     #[serde(default = "defaults::spin")]
     pub spin: Nanos,
-    /// Busy-poll: the largest share of each `sched_rt_period_us` a thread may spend
-    /// spinning. It is further capped below `sched_rt_runtime_us / sched_rt_period_us`, so
-    /// spinning never trips the kernel's RT throttling.
+    /// Busy-poll with `priority` > 0 (SCHED_FIFO): the largest share of each
+    /// `sched_rt_period_us` a thread may spend spinning. It is further capped 5 points below
+    /// `sched_rt_runtime_us / sched_rt_period_us`, so spinning never trips the kernel's RT
+    /// throttling. (SCHED_OTHER threads are never throttled; only `spin` bounds them.)
     #[serde(default = "defaults::spin_share")]
     pub spin_share: f64,
     /// Pool threads per SAP (1..=64).

@@ -85,11 +85,15 @@ fn run(backend: &dyn Backend, shared: &Shared, plan: &ThreadPlan, rt: RtThrottle
     let mut events = Vec::with_capacity(EVENTS);
     let mut scratch = RecvScratch::new();
     let mut budget =
-        (plan.mode == Mode::BusyPoll).then(|| SpinBudget::new(plan.spin, plan.spin_share, rt));
+        (plan.mode == Mode::BusyPoll).then(|| {
+            let realtime = matches!(plan.policy, Policy::Fifo { .. } | Policy::Deadline { .. });
+            SpinBudget::new(plan.spin, plan.spin_share, rt, realtime)
+        });
     if let Some(b) = &budget {
         tracing::debug!(sap = %core.name, share = b.share(), "busy-poll spin budget per RT period");
     }
     let leadership: &Leadership = &core.leadership;
+    backend.attach();
     loop {
         let lead = leadership.lead(budget.as_mut());
         if core.stopping.load(Ordering::Acquire) {
@@ -113,4 +117,5 @@ fn run(backend: &dyn Backend, shared: &Shared, plan: &ThreadPlan, rt: RtThrottle
         }
         handled.fetch_add(n, Ordering::Relaxed);
     }
+    backend.detach();
 }

@@ -158,6 +158,10 @@ pub(crate) trait Backend: Send + Sync {
     );
     /// Re-arm the receive of stream `conn` after its completion was processed.
     fn rearm_stream(&self, conn: u32);
+    /// Called once by each pool thread before its first `poll`.
+    fn attach(&self) {}
+    /// Called by a pool thread as it exits (after the stop flag was seen).
+    fn detach(&self) {}
     /// Stop: cancel every operation and wait for the kernel to give every buffer back.
     /// Called once, after the pool threads exited.
     fn shutdown(&self);

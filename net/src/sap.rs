@@ -303,7 +303,7 @@ impl Sap {
         if selection.kind == BackendKind::IoUring {
             // Ring setup with this SAP's sizes (memlock!) before any socket exists, so
             // `auto` can still fall back cleanly.
-            if let Err(why) = Uring::preflight(cfg.ring_entries, cfg.buffers) {
+            if let Err(why) = Uring::preflight(cfg.ring_entries, cfg.buffers, per_reactor == 1) {
                 if cfg.backend == crate::config::BackendChoice::Auto {
                     selection = Selection {
                         kind: BackendKind::Epoll,
@@ -422,6 +422,7 @@ impl Sap {
                     opts,
                     v6,
                     cfg.ring_entries,
+                    per_reactor == 1,
                 )?),
                 BackendKind::Epoll => Arc::new(Epoll::new(
                     core.clone(),

@@ -59,9 +59,15 @@ pub(crate) struct SpinBudget {
 }
 
 impl SpinBudget {
-    /// A budget of at most `spin` per spin and `spin_share` of each RT period.
-    pub(crate) fn new(spin: Nanos, spin_share: f64, rt: RtThrottle) -> SpinBudget {
-        let share = spin_share.min(rt.share - 0.05).max(0.0);
+    /// A budget of at most `spin` per spin and, for a real-time thread, `spin_share` of
+    /// each RT period. RT throttling never applies to SCHED_OTHER threads, so for them
+    /// only the per-spin bound applies.
+    pub(crate) fn new(spin: Nanos, spin_share: f64, rt: RtThrottle, realtime: bool) -> SpinBudget {
+        let share = if realtime {
+            spin_share.min(rt.share - 0.05).max(0.0)
+        } else {
+            1.0
+        };
         let period = rt.period.get().max(1);
         SpinBudget {
             spin: spin.get(),
@@ -119,10 +125,12 @@ mod tests {
             period: Nanos::ms(1000),
             share: 0.95,
         };
-        let b = SpinBudget::new(Nanos::us(50), 1.0, rt);
+        let b = SpinBudget::new(Nanos::us(50), 1.0, rt, true);
         assert!((b.share() - 0.90).abs() < 1e-9);
-        let b = SpinBudget::new(Nanos::us(50), 0.3, rt);
+        let b = SpinBudget::new(Nanos::us(50), 0.3, rt, true);
         assert!((b.share() - 0.3).abs() < 1e-9);
+        let b = SpinBudget::new(Nanos::us(50), 0.3, rt, false);
+        assert!((b.share() - 1.0).abs() < 1e-9, "no RT throttle for SCHED_OTHER");
     }
 
     #[test]
@@ -132,7 +140,7 @@ mod tests {
             share: 1.0,
         };
         // 2 ms of spinning allowed per (hour-long) window, 1 ms per spin.
-        let mut b = SpinBudget::new(Nanos::ms(1), 2e-3 / 3600.0 + 1e-12, rt);
+        let mut b = SpinBudget::new(Nanos::ms(1), 2e-3 / 3600.0 + 1e-12, rt, true);
         let mut calls = 0u64;
         assert!(!b.spin_until(|| {
             calls += 1;

@@ -191,6 +191,10 @@ pub(crate) struct Uring {
     msg: Box<libc::msghdr>,
     opts: SockOpts,
     v6: bool,
+    /// One thread serves this ring (single issuer, deferred task work).
+    single: bool,
+    /// Shutdown ran (by the pool thread for a single-issuer ring).
+    finished: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the raw pointers in `msg`, `Leader::sends`, `Tx::msg/iov` point into heap
@@ -208,15 +212,14 @@ fn empty_msghdr() -> libc::msghdr {
 impl Uring {
     /// Checks that a ring of this size can be set up here (memlock budget, setup,
     /// provided-buffer ring), without keeping it. `Err` explains what failed.
-    pub(crate) fn preflight(entries: u32, nbufs: u32) -> Result<(), String> {
-        on_own_thread(|| Self::preflight_here(entries, nbufs))
+    pub(crate) fn preflight(entries: u32, nbufs: u32, single: bool) -> Result<(), String> {
+        on_own_thread(|| Self::preflight_here(entries, nbufs, single))
     }
 
-    fn preflight_here(entries: u32, nbufs: u32) -> Result<(), String> {
+    fn preflight_here(entries: u32, nbufs: u32, single: bool) -> Result<(), String> {
         let cq = entries * 8;
         MemlockBudget::for_ring(entries, cq, nbufs).check()?;
-        let ring: IoUring = IoUring::builder()
-            .setup_cqsize(cq)
+        let ring: IoUring = Self::builder(cq, single)
             .build(entries)
             .map_err(|e| explain_setup_error(&e, 0, entries, cq, nbufs))?;
         let br = BufRing::new(nbufs).map_err(|e| e.to_string())?;
@@ -238,6 +241,24 @@ impl Uring {
         Ok(())
     }
 
+    /// The ring's setup flags. A ring served by one thread (`single`) is single-issuer
+    /// with deferred task work: completion work runs only inside that thread's own
+    /// `io_uring_enter`, when the SQ's TASKRUN flag says some is pending, instead of being
+    /// pushed to it with an inter-processor interrupt — on a VM an IPI is a VM exit, the
+    /// cost busy-polling exists to avoid. It starts disabled, and the pool thread enables
+    /// it (becoming its one issuer).
+    fn builder(cq: u32, single: bool) -> io_uring::Builder {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(cq);
+        if single {
+            b.setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .setup_r_disabled();
+        }
+        b
+    }
+
     /// Sets up the ring, the provided-buffer ring, the registered files, and arms the
     /// endpoint. Checks the memlock budget first and explains a shortfall.
     pub(crate) fn new(
@@ -246,8 +267,9 @@ impl Uring {
         opts: SockOpts,
         v6: bool,
         entries: u32,
+        single: bool,
     ) -> Result<Uring, Error> {
-        on_own_thread(move || Self::new_here(core, endpoint, opts, v6, entries))
+        on_own_thread(move || Self::new_here(core, endpoint, opts, v6, entries, single))
     }
 
     fn new_here(
@@ -256,14 +278,14 @@ impl Uring {
         opts: SockOpts,
         v6: bool,
         entries: u32,
+        single: bool,
     ) -> Result<Uring, Error> {
         let nbufs = core.bufs.count();
         let cq = entries * 8;
         MemlockBudget::for_ring(entries, cq, nbufs)
             .check()
             .map_err(Error::UringUnavailable)?;
-        let ring: IoUring = IoUring::builder()
-            .setup_cqsize(cq)
+        let ring: IoUring = Self::builder(cq, single)
             .build(entries)
             .map_err(|e| Error::UringUnavailable(explain_setup_error(&e, 0, entries, cq, nbufs)))?;
         let mut bufring = BufRing::new(nbufs)?;
@@ -362,6 +384,8 @@ impl Uring {
             msg,
             opts,
             v6,
+            single,
+            finished: std::sync::atomic::AtomicBool::new(false),
         };
         {
             let mut st = this
@@ -825,6 +849,12 @@ impl Uring {
         }
     }
 
+    /// Runs deferred completion work (the TASKRUN flag is set) without waiting: the
+    /// crate's `submit` enters with GETEVENTS when that flag is up.
+    fn run_task_work(st: &mut Leader) {
+        let _ = st.ring.submit();
+    }
+
     fn has_completions(st: &mut Leader) -> bool {
         !st.backlog.is_empty() || !st.ring.completion().is_empty()
     }
@@ -890,9 +920,14 @@ impl Backend for Uring {
         if let Waiting::Spin(budget) = waiting {
             self.submit(st);
             let got = budget.spin_until(|| {
-                Self::has_completions(st) || !core.intents.is_empty()
+                Self::has_completions(st)
+                    || st.ring.submission().taskrun()
+                    || !core.intents.is_empty()
             });
             if got {
+                if st.ring.submission().taskrun() {
+                    Self::run_task_work(st);
+                }
                 self.harvest(st, events);
                 return;
             }
@@ -992,13 +1027,44 @@ impl Backend for Uring {
         }
     }
 
+    fn attach(&self) {
+        if !self.single {
+            return;
+        }
+        if let Some(st) = self.leader.try_claim()
+            && let Err(e) = st.ring.submitter().register_enable_rings()
+        {
+            tracing::error!(sap = %self.core.name, "enabling the ring: {e}");
+        }
+    }
+
+    fn detach(&self) {
+        if self.single {
+            // The one issuer must cancel and drain: nobody else may enter this ring.
+            self.shutdown_here();
+        }
+    }
+
     fn shutdown(&self) {
+        if self.finished.load(Ordering::Acquire) {
+            return;
+        }
+        if self.single {
+            // The pool thread exited without detaching (it panicked): its exit cancelled
+            // its requests, but nobody saw them finish, so keep the memory.
+            tracing::error!(sap = %self.core.name, "io_uring reactor stopped without draining; leaking its buffers");
+            std::mem::forget(Arc::clone(&self.core));
+            return;
+        }
         on_own_thread(|| self.shutdown_here());
     }
 }
 
 impl Uring {
     fn shutdown_here(&self) {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let core = &*self.core;
         let Some(mut st) = self.leader.try_claim() else {
             return;
