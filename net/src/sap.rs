@@ -129,6 +129,47 @@ impl Shared {
         .map_err(|_| Error::Internal("intent queue full on send".into()))
     }
 
+    /// Packs as many of `frames` as fit into one send slot and queues it on `conn`;
+    /// returns how many were queued (at least one, unless an error is returned).
+    pub(crate) fn send_frames(&self, conn: ConnId, frames: &[&[u8]]) -> Result<usize, Error> {
+        let core = self.core_of(conn.shard)?;
+        let live = core.conns.get(conn.idx as usize).is_some_and(|c| {
+            c.generation.load(Ordering::Acquire) == conn.generation && c.open.load(Ordering::Acquire)
+        });
+        if !live {
+            return Err(Error::Closed(conn));
+        }
+        let Some(first) = frames.first() else {
+            return Ok(0);
+        };
+        if first.len() > core.max_frame {
+            return Err(Error::TooLarge {
+                len: first.len(),
+                max: core.max_frame,
+            });
+        }
+        let mut slot = self.slot(core)?;
+        let w = core.sendbufs.write(&mut slot);
+        let (mut at, mut n) = (0, 0);
+        for f in frames {
+            if at + 4 + f.len() > w.len() {
+                break;
+            }
+            w[at..at + 4].copy_from_slice(&frame::prefix(f.len()));
+            w[at + 4..at + 4 + f.len()].copy_from_slice(f);
+            at += 4 + f.len();
+            n += 1;
+        }
+        core.push_intent(Intent::SendStream {
+            slot,
+            len: at as u32,
+            conn: conn.idx,
+            generation: conn.generation,
+        })
+        .map_err(|_| Error::Internal("intent queue full on send".into()))?;
+        Ok(n)
+    }
+
     /// Replies to a message's source.
     pub(crate) fn reply(&self, to: &Source, bytes: &[u8]) -> Result<(), Error> {
         match *to {
@@ -538,6 +579,13 @@ impl Sap {
     /// Queues a frame on a TCP connection.
     pub fn send(&self, conn: ConnId, bytes: &[u8]) -> Result<(), Error> {
         self.shared.send_frame(conn, bytes)
+    }
+
+    /// Queues several frames on a TCP connection in one send slot (batching: one copy
+    /// target, one hand-off to the reactor, one iovec). Returns how many of `frames` fit
+    /// and were queued; send the rest with another call.
+    pub fn send_frames(&self, conn: ConnId, frames: &[&[u8]]) -> Result<usize, Error> {
+        self.shared.send_frames(conn, frames)
     }
 
     /// Opens a TCP connection to `addr` (blocking until established) and serves it.

@@ -217,9 +217,11 @@ fn tcp_exhaustion_loses_nothing(b: BackendChoice) {
     assert_eq!(s.received, u64::from(N));
 }
 
-fn udp_exhaustion_counts_drops(b: BackendChoice) {
+fn udp_exhaustion_counts_drops(b: BackendChoice, layout: Layout) {
     skip_unless!(backend_available(b));
     let mut cfg = udp("udp-starve", b);
+    cfg.layout = layout;
+    cfg.qos.threads = 2;
     cfg.buffers = 16;
     cfg.qos.recv_buffer = Some(4096);
     let sap = Sap::bind(cfg).unwrap();
@@ -478,7 +480,11 @@ macro_rules! suite {
             }
             #[test]
             fn udp_buffer_exhaustion_counts_drops() {
-                udp_exhaustion_counts_drops($b)
+                udp_exhaustion_counts_drops($b, Layout::Sharded)
+            }
+            #[test]
+            fn udp_buffer_exhaustion_counts_drops_shared() {
+                udp_exhaustion_counts_drops($b, Layout::Shared)
             }
             #[test]
             fn drop_newest() {

@@ -58,6 +58,9 @@ enum Cmd {
         /// Payload bytes (at least 8: a timestamp rides in it).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(8..=1400))]
         size: u64,
+        /// Alternate baseline and rtpm-net this many times (pooled), to share the drift.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+        repeat: u64,
     },
     /// One-way messages per second, rtpm-net (batched sends) vs std (one call each).
     Throughput {
@@ -94,6 +97,9 @@ enum Cmd {
         /// Round trips per latency figure.
         #[arg(long, default_value_t = 20_000)]
         count: u64,
+        /// Alternations of baseline and rtpm-net per ping-pong figure.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+        repeat: u64,
         /// Seconds per throughput figure.
         #[arg(long, default_value_t = 2)]
         seconds: u64,
@@ -198,7 +204,7 @@ fn record(samples: &[AtomicU64], n: usize) -> Res<Histogram<u64>> {
 
 // ---------------------------------------------------------------- baseline ping-pong
 
-fn base_pingpong(env: &Env, proto: Proto, count: u64, size: usize) -> Res<Lat> {
+fn base_pingpong(env: &Env, proto: Proto, count: u64, size: usize) -> Res<Histogram<u64>> {
     let warm = count / 10;
     let total = (count + warm) as usize;
     match proto {
@@ -232,7 +238,7 @@ fn base_pingpong(env: &Env, proto: Proto, count: u64, size: usize) -> Res<Lat> {
             })?;
             let h = cli.join().map_err(|_| "baseline client panicked")??;
             let _ = srv.join();
-            Ok(Lat::of(&h))
+            Ok(h)
         }
         Proto::Tcp => {
             let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -279,7 +285,7 @@ fn base_pingpong(env: &Env, proto: Proto, count: u64, size: usize) -> Res<Lat> {
             })?;
             let h = cli.join().map_err(|_| "baseline client panicked")??;
             let _ = srv.join();
-            Ok(Lat::of(&h))
+            Ok(h)
         }
     }
 }
@@ -299,7 +305,7 @@ fn sap_cfg(env: &Env, name: &str, t: Transport, cpu: usize, mode: Wait) -> SapCo
     c
 }
 
-fn net_pingpong(env: &Env, proto: Proto, mode: Wait, count: u64, size: usize, layout: Layout, threads: u32) -> Res<(Lat, String)> {
+fn net_pingpong(env: &Env, proto: Proto, mode: Wait, count: u64, size: usize, layout: Layout, threads: u32) -> Res<(Histogram<u64>, String)> {
     let warm = count / 10;
     let total = count + warm;
     let lo: SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
@@ -368,7 +374,7 @@ fn net_pingpong(env: &Env, proto: Proto, mode: Wait, count: u64, size: usize, la
     };
     drop(client);
     drop(server);
-    Ok((Lat::of(&h), backend))
+    Ok((h, backend))
 }
 
 // ---------------------------------------------------------------- throughput
@@ -469,6 +475,10 @@ fn net_throughput(env: &Env, proto: Proto, size: usize, secs: u64, layout: Layou
     scfg.layout = layout;
     scfg.qos.threads = threads;
     scfg.qos.recv_buffer = Some(4 << 20);
+    if proto == Proto::Tcp {
+        // A stream SAP tuned for throughput: each completion carries up to 16 KiB of frames.
+        scfg.buffer_size = 16384;
+    }
     if threads > 1 {
         scfg.qos.cores = Cores::List(vec![env.server_cpu, env.client_cpu]);
     }
@@ -485,6 +495,10 @@ fn net_throughput(env: &Env, proto: Proto, size: usize, secs: u64, layout: Layou
     for f in 0..flows {
         let mut ccfg = sap_cfg(env, &format!("tp-cli{f}"), ct.clone(), env.client_cpu, Wait::Park);
         ccfg.send_slots = 1024;
+        if proto == Proto::Tcp {
+            ccfg.buffer_size = 16384;
+            ccfg.send_slots = 256;
+        }
         ccfg.qos.drop_policy = DropPolicy::DropNewest;
         let client = Arc::new(Sap::bind(ccfg).map_err(|e| e.to_string())?);
         let conn = match proto {
@@ -494,9 +508,11 @@ fn net_throughput(env: &Env, proto: Proto, size: usize, secs: u64, layout: Layou
         let (c2, s2) = (client.clone(), stop.clone());
         senders.push(spawn(env, &format!("net-tx{f}"), env.client_cpu, move || {
             let msg = vec![1u8; size];
+            let batch: Vec<&[u8]> = vec![&msg[..]; 256];
             while !s2.load(Ordering::Relaxed) {
                 let r = match conn {
-                    Some(c) => c2.send(c, &msg),
+                    // Streams batch frames into a slot; datagrams are one per slot.
+                    Some(c) => c2.send_frames(c, &batch).map(drop),
                     None => c2.send_to(to, &msg),
                 };
                 if r.is_err() {
@@ -511,6 +527,10 @@ fn net_throughput(env: &Env, proto: Proto, size: usize, secs: u64, layout: Layou
     stop.store(true, Ordering::Relaxed);
     for t in senders {
         let _ = t.join();
+    }
+    eprintln!("  server: {:?}", server.stats());
+    for c in &clients {
+        eprintln!("  client: {:?}", c.stats());
     }
     drop(clients);
     drop(server);
@@ -568,11 +588,22 @@ fn lat_header() -> &'static str {
     "| case | p50 µs | p99 µs | p99.9 µs | max µs | n | p50 ÷ baseline |\n|---|---|---|---|---|---|---|"
 }
 
-fn pingpong_report(env: &Env, proto: Proto, mode: Wait, count: u64, size: usize) -> Res<String> {
-    eprintln!("ping-pong {proto:?} {mode:?}: baseline (std blocking)...");
-    let base = base_pingpong(env, proto, count, size)?;
-    eprintln!("ping-pong {proto:?} {mode:?}: rtpm-net...");
-    let (ours, backend) = net_pingpong(env, proto, mode, count, size, Layout::Sharded, 1)?;
+/// Baseline and rtpm-net in turn, `repeat` times, each over `count / repeat` round trips,
+/// pooled: both sides see the same drift of a shared machine.
+fn pingpong_report(env: &Env, proto: Proto, mode: Wait, count: u64, size: usize, repeat: u64) -> Res<String> {
+    let mut base = hist()?;
+    let mut ours = hist()?;
+    let mut backend = String::new();
+    let per = (count / repeat.max(1)).max(100);
+    for r in 0..repeat.max(1) {
+        eprintln!("ping-pong {proto:?} {mode:?} round {}/{repeat}: baseline (std blocking)...", r + 1);
+        base.add(base_pingpong(env, proto, per, size)?).map_err(|e| e.to_string())?;
+        eprintln!("ping-pong {proto:?} {mode:?} round {}/{repeat}: rtpm-net...", r + 1);
+        let (h, b) = net_pingpong(env, proto, mode, per, size, Layout::Sharded, 1)?;
+        ours.add(h).map_err(|e| e.to_string())?;
+        backend = b;
+    }
+    let (base, ours) = (Lat::of(&base), Lat::of(&ours));
     Ok(format!(
         "{}\n{}\n{}",
         lat_header(),
@@ -610,7 +641,8 @@ fn layout_report(env: &Env, count: u64, secs: u64) -> Res<String> {
     ];
     for layout in [Layout::Shared, Layout::Sharded] {
         eprintln!("layout {layout:?}: ping-pong...");
-        let (l, _) = net_pingpong(env, Proto::Udp, Wait::Park, count, 64, layout, 2)?;
+        let (h, _) = net_pingpong(env, Proto::Udp, Wait::Park, count, 64, layout, 2)?;
+        let l = Lat::of(&h);
         eprintln!("layout {layout:?}: throughput...");
         let t = net_throughput(env, Proto::Udp, 64, secs, layout, 2, 2)?;
         out.push(format!("| {layout:?} | {:.1} | {:.1} | {:.1} | {t:.0} |", l.p50, l.p99, l.p999));
@@ -638,19 +670,21 @@ fn run(cli: Cli) -> Res<()> {
     };
     eprintln!("server CPU {server_cpu}, client CPU {client_cpu}, policy {:?}", policy(&env));
     let text = match cli.cmd {
-        Cmd::Pingpong { transport, mode, count, size } => pingpong_report(&env, transport, mode, count, size as usize)?,
+        Cmd::Pingpong { transport, mode, count, size, repeat } => {
+            pingpong_report(&env, transport, mode, count, size as usize, repeat)?
+        }
         Cmd::Throughput { transport, size, seconds } => format!(
             "| case | rate | ÷ baseline |\n|---|---|---|\n{}",
             throughput_report(&env, transport, size as usize, seconds)?
         ),
         Cmd::Handoff { consumer, count } => format!("{}\n{}", lat_header(), handoff_report(&env, consumer, count)?),
         Cmd::Layout { count, seconds } => layout_report(&env, count, seconds)?,
-        Cmd::All { count, seconds } => {
+        Cmd::All { count, seconds, repeat } => {
             let mut s = String::new();
             s += "#### Ping-pong, 64 B, one message in flight\n\n";
             for mode in [Wait::Park, Wait::BusyPoll] {
                 for proto in [Proto::Udp, Proto::Tcp] {
-                    s += &pingpong_report(&env, proto, mode, count, 64)?;
+                    s += &pingpong_report(&env, proto, mode, count, 64, repeat)?;
                     s += "\n\n";
                 }
             }

@@ -34,7 +34,7 @@ const T_BELL: u64 = u64::MAX;
 const T_ENDPOINT: u64 = u64::MAX - 1;
 const T_WRITE: u64 = 1 << 32;
 const WAIT_EVENTS: usize = 64;
-const TX_IOV: usize = 64;
+const TX_IOV: usize = 256;
 
 struct ConnL {
     fd: Option<OwnedFd>,
@@ -563,7 +563,10 @@ impl Backend for Epoll {
             return;
         }
         Counters::inc(&core.stats.parks);
-        let n = self.wait(st, -1);
+        // Starved: no readiness may come to wake us, so retry the re-arm every 1 ms.
+        let starved = self.sock_starved.load(Ordering::SeqCst)
+            || (core.starved.load(Ordering::SeqCst) && !core.stalled.is_empty());
+        let n = self.wait(st, if starved { 1 } else { -1 });
         core.parked.store(false, Ordering::SeqCst);
         self.ready(st, n, events);
     }

@@ -56,7 +56,7 @@ fn ud(kind: u64, idx: u32) -> u64 {
 }
 
 /// Iovecs per stream send (frames coalesced into one `SENDMSG`).
-const TX_IOV: usize = 64;
+const TX_IOV: usize = 256;
 /// Completions harvested per batch.
 const HARVEST: usize = 64;
 /// The buffer group of the provided-buffer ring.
@@ -949,7 +949,19 @@ impl Backend for Uring {
         if !st.ring.submission().is_empty() {
             Counters::inc(&core.stats.submits);
         }
-        match st.ring.submit_and_wait(1) {
+        // Starved with buffers published (the kernel saw an empty ring a moment ago, or
+        // disagrees with our count): no completion may come to wake us, so park for at
+        // most 1 ms and retry the re-arm then.
+        let timed = st.sock_starved || (core.starved.load(Ordering::SeqCst) && !core.stalled.is_empty());
+        let waited = if timed {
+            let ts = types::Timespec::new().nsec(1_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            st.ring.submitter().submit_with_args(1, &args)
+        } else {
+            st.ring.submit_and_wait(1)
+        };
+        match waited {
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
             Ok(_) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
             Err(e) => tracing::warn!(sap = %core.name, "io_uring_enter failed: {e}"),
