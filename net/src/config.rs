@@ -492,16 +492,17 @@ mod tests {
         assert_eq!(cfg.qos.spin, Nanos::us(100));
         assert_eq!(cfg.qos.cores, Cores::List(vec![0, 1]));
         assert_eq!(cfg.qos.drop_policy, DropPolicy::Backpressure);
-        assert!(matches!(cfg.transport, Transport::UdpMulticast { ttl: 1, .. }));
+        assert!(matches!(
+            cfg.transport,
+            Transport::UdpMulticast { ttl: 1, .. }
+        ));
         assert_eq!(cfg.qos.effective_so_priority(), 6);
     }
 
     #[test]
     fn named_core_classes_parse() {
-        let cfg = parse(
-            "name = \"a\"\n[transport]\nkind = \"tcp\"\n[qos]\ncores = \"rt\"\n",
-        )
-        .unwrap();
+        let cfg =
+            parse("name = \"a\"\n[transport]\nkind = \"tcp\"\n[qos]\ncores = \"rt\"\n").unwrap();
         assert_eq!(cfg.qos.cores, Cores::Class(CoreClass::Rt));
         assert_eq!(cfg.transport, Transport::Tcp { bind: None });
     }

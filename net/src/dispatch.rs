@@ -141,10 +141,10 @@ impl Shared {
                 else {
                     return Flow::Stop;
                 };
-                if let Some((h, d)) = rx.pending.take() {
-                    if let Outcome::Full(h) = self.deliver(core, d, h) {
-                        return self.block(core, conn, &mut rx, h, d);
-                    }
+                if let Some((h, d)) = rx.pending.take()
+                    && let Outcome::Full(h) = self.deliver(core, d, h)
+                {
+                    return self.block(core, conn, &mut rx, h, d);
                 }
                 match rx.rest.take() {
                     Some((chunk, pos)) => self.stream(core, conn, &mut rx, chunk, pos),
@@ -200,7 +200,10 @@ impl Shared {
         };
         loop {
             let step = {
-                let rest = core.bufs.bytes(&chunk).map_or(&[][..], |b| &b[pos.min(b.len())..]);
+                let rest = core
+                    .bufs
+                    .bytes(&chunk)
+                    .map_or(&[][..], |b| &b[pos.min(b.len())..]);
                 rx.framer.next(rest)
             };
             match step {

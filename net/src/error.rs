@@ -29,10 +29,14 @@ pub enum Error {
         hint: &'static str,
     },
     /// The io_uring backend was forced by config but cannot run here.
-    #[error("io_uring was forced (backend = \"io-uring\") but is unavailable: {0}; set backend = \"auto\" or \"epoll\"")]
+    #[error(
+        "io_uring was forced (backend = \"io-uring\") but is unavailable: {0}; set backend = \"auto\" or \"epoll\""
+    )]
     UringUnavailable(String),
     /// The send path has no free slot (every slot is queued or in flight).
-    #[error("SAP `{sap}`: all {slots} send slots are queued or in flight; retry after completions, or raise `send_slots`")]
+    #[error(
+        "SAP `{sap}`: all {slots} send slots are queued or in flight; retry after completions, or raise `send_slots`"
+    )]
     SendQueueFull {
         /// The SAP's name.
         sap: String,
@@ -40,7 +44,9 @@ pub enum Error {
         slots: u32,
     },
     /// A message does not fit one buffer.
-    #[error("message of {len} bytes exceeds this SAP's maximum of {max} bytes; raise `buffer_size`")]
+    #[error(
+        "message of {len} bytes exceeds this SAP's maximum of {max} bytes; raise `buffer_size`"
+    )]
     TooLarge {
         /// Bytes given.
         len: usize,

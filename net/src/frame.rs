@@ -85,10 +85,7 @@ impl Framer {
     /// A framer at a frame boundary, refusing frames over `max` payload bytes.
     pub(crate) fn new(max: usize) -> Framer {
         Framer {
-            state: State::Header {
-                got: [0; 4],
-                n: 0,
-            },
+            state: State::Header { got: [0; 4], n: 0 },
             max,
         }
     }
@@ -159,17 +156,11 @@ impl Framer {
                     State::Header { got, n: end }
                 }
             }
-            (_, Step::Whole { .. }) => State::Header {
-                got: [0; 4],
-                n: 0,
-            },
+            (_, Step::Whole { .. }) => State::Header { got: [0; 4], n: 0 },
             (_, Step::Begin { len, take, .. }) => State::Body { len, filled: take },
             (State::Body { len, filled }, Step::Append { take, done }) => {
                 if done {
-                    State::Header {
-                        got: [0; 4],
-                        n: 0,
-                    }
+                    State::Header { got: [0; 4], n: 0 }
                 } else {
                     State::Body {
                         len,

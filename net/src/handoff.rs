@@ -163,7 +163,12 @@ pub(crate) struct Destination {
 
 impl Destination {
     /// A destination of `depth` handles; `buffers` and `conns` are the SAP's totals.
-    pub(crate) fn new(depth: usize, policy: DropPolicy, buffers: usize, conns: usize) -> Destination {
+    pub(crate) fn new(
+        depth: usize,
+        policy: DropPolicy,
+        buffers: usize,
+        conns: usize,
+    ) -> Destination {
         let bp = policy == DropPolicy::Backpressure;
         Destination {
             queue: ArrayQueue::new(depth.max(1)),
@@ -185,10 +190,7 @@ impl Destination {
                 let stream = matches!(h.source, Source::Stream { .. });
                 // Keep order: once a datagram is held, later ones queue behind it.
                 let h = if held.is_empty() {
-                    match self.queue.push(h) {
-                        Ok(()) => None,
-                        Err(h) => Some(h),
-                    }
+                    self.queue.push(h).err()
                 } else {
                     Some(h)
                 };

@@ -52,7 +52,7 @@ pub use config::{
 };
 pub use dispatch::{ByHeader, Handler, Message, Outbox, Router, ToOne};
 pub use error::Error;
-pub use handoff::{ConnId, Consumer, DestStats, Delivery, Handle, Source};
+pub use handoff::{ConnId, Consumer, Delivery, DestStats, Handle, Source};
 pub use reactor::BackendKind;
 pub use sap::{Sap, SapBuilder};
 pub use select::{Selection, probe_io_uring, select};

@@ -39,6 +39,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Starts `n` threads on `backend`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         name: &str,
         shard: usize,
@@ -52,8 +53,12 @@ impl Pool {
         let rt = RtThrottle::read();
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
-            let (backend, shared, handled, plan2) =
-                (backend.clone(), shared.clone(), handled.clone(), plan.clone());
+            let (backend, shared, handled, plan2) = (
+                backend.clone(),
+                shared.clone(),
+                handled.clone(),
+                plan.clone(),
+            );
             let index = first_index + i;
             let thread_name = format!("net/{name}/{shard}.{i}");
             let t = ThreadBuilder::new(thread_name.clone())
@@ -80,15 +85,20 @@ impl Pool {
 }
 
 /// One pool thread's loop.
-fn run(backend: &dyn Backend, shared: &Shared, plan: &ThreadPlan, rt: RtThrottle, handled: &AtomicU64) {
+fn run(
+    backend: &dyn Backend,
+    shared: &Shared,
+    plan: &ThreadPlan,
+    rt: RtThrottle,
+    handled: &AtomicU64,
+) {
     let core = backend.core();
     let mut events = Vec::with_capacity(EVENTS);
     let mut scratch = RecvScratch::new();
-    let mut budget =
-        (plan.mode == Mode::BusyPoll).then(|| {
-            let realtime = matches!(plan.policy, Policy::Fifo { .. } | Policy::Deadline { .. });
-            SpinBudget::new(plan.spin, plan.spin_share, rt, realtime)
-        });
+    let mut budget = (plan.mode == Mode::BusyPoll).then(|| {
+        let realtime = matches!(plan.policy, Policy::Fifo { .. } | Policy::Deadline { .. });
+        SpinBudget::new(plan.spin, plan.spin_share, rt, realtime)
+    });
     if let Some(b) = &budget {
         tracing::debug!(sap = %core.name, share = b.share(), "busy-poll spin budget per RT period");
     }
@@ -113,7 +123,9 @@ fn run(backend: &dyn Backend, shared: &Shared, plan: &ThreadPlan, rt: RtThrottle
         lead.promote();
         let n = events.len() as u64;
         for ev in events.drain(..) {
-            backend.complete(ev, &mut scratch, &mut |c| -> Flow { shared.process(core, c) });
+            backend.complete(ev, &mut scratch, &mut |c| -> Flow {
+                shared.process(core, c)
+            });
         }
         handled.fetch_add(n, Ordering::Relaxed);
     }

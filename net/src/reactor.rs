@@ -115,7 +115,11 @@ pub(crate) enum Flow {
 /// Work handed to the leader by other threads.
 pub(crate) enum Intent {
     /// Send `len` bytes of send slot `slot` to `to`.
-    SendTo { slot: Owned, len: u32, to: SocketAddr },
+    SendTo {
+        slot: Owned,
+        len: u32,
+        to: SocketAddr,
+    },
     /// Send `len` bytes (already framed) of `slot` on connection `conn` of generation
     /// `generation`.
     SendStream {
@@ -274,9 +278,7 @@ impl Core {
             reserve: s.reserve,
             sendbufs,
             send_free,
-            intents: ArrayQueue::new(
-                (s.send_slots + 2 * s.max_connections) as usize + 64,
-            ),
+            intents: ArrayQueue::new((s.send_slots + 2 * s.max_connections) as usize + 64),
             stalled: ArrayQueue::new(s.max_connections as usize),
             conns,
             conn_free,

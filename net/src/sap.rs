@@ -105,7 +105,8 @@ impl Shared {
     pub(crate) fn send_frame(&self, conn: ConnId, bytes: &[u8]) -> Result<(), Error> {
         let core = self.core_of(conn.shard)?;
         let live = core.conns.get(conn.idx as usize).is_some_and(|c| {
-            c.generation.load(Ordering::Acquire) == conn.generation && c.open.load(Ordering::Acquire)
+            c.generation.load(Ordering::Acquire) == conn.generation
+                && c.open.load(Ordering::Acquire)
         });
         if !live {
             return Err(Error::Closed(conn));
@@ -134,7 +135,8 @@ impl Shared {
     pub(crate) fn send_frames(&self, conn: ConnId, frames: &[&[u8]]) -> Result<usize, Error> {
         let core = self.core_of(conn.shard)?;
         let live = core.conns.get(conn.idx as usize).is_some_and(|c| {
-            c.generation.load(Ordering::Acquire) == conn.generation && c.open.load(Ordering::Acquire)
+            c.generation.load(Ordering::Acquire) == conn.generation
+                && c.open.load(Ordering::Acquire)
         });
         if !live {
             return Err(Error::Closed(conn));
@@ -255,12 +257,16 @@ fn placement(cfg: &SapConfig, partition: Option<&Partition>) -> Result<CpuSet, E
         field: "qos.cores",
         reason,
     };
-    let allowed = CpuSet::allowed().map_err(|e| bad(format!("cannot read the allowed CPUs: {e}")))?;
+    let allowed =
+        CpuSet::allowed().map_err(|e| bad(format!("cannot read the allowed CPUs: {e}")))?;
     let class_set = |class: CoreClass| -> Result<CpuSet, Error> {
         let p = match partition {
             Some(p) => p.clone(),
-            None => Partition::embedded_default()
-                .map_err(|e| bad(format!("needs the node partition, and the default failed: {e}")))?,
+            None => Partition::embedded_default().map_err(|e| {
+                bad(format!(
+                    "needs the node partition, and the default failed: {e}"
+                ))
+            })?,
         };
         let set = match class {
             CoreClass::Any => allowed,
@@ -361,7 +367,9 @@ impl Sap {
             send_slots: cfg.send_slots,
             max_connections: cfg.max_connections,
             reserve: if stream {
-                (cfg.buffers as usize / 4).min(2 * cfg.max_connections as usize).max(2)
+                (cfg.buffers as usize / 4)
+                    .min(2 * cfg.max_connections as usize)
+                    .max(2)
             } else {
                 0
             },
@@ -374,7 +382,6 @@ impl Sap {
         let mut udp_fds = Vec::new();
         let mut cores = Vec::with_capacity(shards);
         let mut endpoints = Vec::with_capacity(shards);
-        let v6;
         for shard in 0..shards {
             let what = format!("SAP `{}` socket {shard}", cfg.name);
             let endpoint = match &cfg.transport {
@@ -419,7 +426,7 @@ impl Sap {
             cores.push(Arc::new(Core::new(&cfg.name, shard as u16, &sizes)?));
             endpoints.push(endpoint);
         }
-        v6 = local.is_some_and(|a| a.is_ipv6());
+        let v6 = local.is_some_and(|a| a.is_ipv6());
         for w in &warnings {
             tracing::warn!(sap = %cfg.name, "{w}");
         }
@@ -597,7 +604,8 @@ impl Sap {
                 needs: "TCP",
             });
         }
-        let shard = self.shared.next_shard.fetch_add(1, Ordering::Relaxed) % self.shared.cores.len();
+        let shard =
+            self.shared.next_shard.fetch_add(1, Ordering::Relaxed) % self.shared.cores.len();
         let core = &self.shared.cores[shard];
         let idx = core.conn_free.pop().ok_or_else(|| Error::Config {
             sap: self.shared.name.clone(),
@@ -620,7 +628,11 @@ impl Sap {
                 rx.rest = None;
                 rx.pending = None;
             }
-            None => return Err(Error::Internal(format!("free connection slot {idx} in use"))),
+            None => {
+                return Err(Error::Internal(format!(
+                    "free connection slot {idx} in use"
+                )));
+            }
         }
         let generation = slot.generation.load(Ordering::Acquire);
         slot.open.store(true, Ordering::Release);

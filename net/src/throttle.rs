@@ -33,7 +33,9 @@ impl RtThrottle {
                 .parse()
                 .ok()
         };
-        let period_us = read("sched_rt_period_us").filter(|p| *p > 0).unwrap_or(1_000_000);
+        let period_us = read("sched_rt_period_us")
+            .filter(|p| *p > 0)
+            .unwrap_or(1_000_000);
         let runtime_us = read("sched_rt_runtime_us").unwrap_or(950_000);
         let share = if runtime_us < 0 {
             1.0
@@ -103,7 +105,7 @@ impl SpinBudget {
                 return true;
             }
             n = n.wrapping_add(1);
-            if n % 32 == 0 {
+            if n.is_multiple_of(32) {
                 let el = self.clock.now().as_nanos().saturating_sub(start);
                 if el >= bound {
                     self.spent += el;
@@ -130,7 +132,10 @@ mod tests {
         let b = SpinBudget::new(Nanos::us(50), 0.3, rt, true);
         assert!((b.share() - 0.3).abs() < 1e-9);
         let b = SpinBudget::new(Nanos::us(50), 0.3, rt, false);
-        assert!((b.share() - 1.0).abs() < 1e-9, "no RT throttle for SCHED_OTHER");
+        assert!(
+            (b.share() - 1.0).abs() < 1e-9,
+            "no RT throttle for SCHED_OTHER"
+        );
     }
 
     #[test]

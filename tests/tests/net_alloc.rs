@@ -7,6 +7,8 @@
 //! allocate per call). Everything these threads need is made before the window opens.
 //! One `#[test]` runs the cases in turn so no other test allocates meanwhile.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 #[path = "net/common.rs"]
 mod common;
 

@@ -3,6 +3,8 @@
 //! default profiles do. The seccomp case runs in a child process (this test binary,
 //! re-executed for one ignored test), because a filter cannot be removed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 #[path = "net/common.rs"]
 mod common;
 
@@ -21,7 +23,11 @@ fn forcing_epoll_runs_epoll_and_says_so() {
         .bind()
         .unwrap();
     assert_eq!(sap.backend(), BackendKind::Epoll);
-    assert!(sap.backend_reason().contains("forced"), "{}", sap.backend_reason());
+    assert!(
+        sap.backend_reason().contains("forced"),
+        "{}",
+        sap.backend_reason()
+    );
     let c = client();
     c.send_to(b"hi", addr(&sap)).unwrap();
     let mut buf = [0u8; 8];
@@ -32,10 +38,19 @@ fn forcing_epoll_runs_epoll_and_says_so() {
 fn auto_follows_the_probe() {
     let sap = Sap::bind(udp("auto", BackendChoice::Auto)).unwrap();
     match rtpm_net::probe_io_uring() {
-        Ok(()) => assert_eq!(sap.backend(), BackendKind::IoUring, "{}", sap.backend_reason()),
+        Ok(()) => assert_eq!(
+            sap.backend(),
+            BackendKind::IoUring,
+            "{}",
+            sap.backend_reason()
+        ),
         Err(why) => {
             assert_eq!(sap.backend(), BackendKind::Epoll);
-            assert!(sap.backend_reason().contains(&why), "{}", sap.backend_reason());
+            assert!(
+                sap.backend_reason().contains(&why),
+                "{}",
+                sap.backend_reason()
+            );
         }
     }
 }
@@ -54,8 +69,17 @@ fn seccomp_child() {
         .inline(|m, out| out.reply(&m.source, m.bytes).unwrap())
         .bind()
         .unwrap();
-    assert_eq!(sap.backend(), BackendKind::Epoll, "{}", sap.backend_reason());
-    assert!(sap.backend_reason().contains("EPERM"), "{}", sap.backend_reason());
+    assert_eq!(
+        sap.backend(),
+        BackendKind::Epoll,
+        "{}",
+        sap.backend_reason()
+    );
+    assert!(
+        sap.backend_reason().contains("EPERM"),
+        "{}",
+        sap.backend_reason()
+    );
     let c = client();
     c.send_to(b"still works", addr(&sap)).unwrap();
     let mut buf = [0u8; 32];
@@ -73,7 +97,13 @@ fn seccomp_child() {
 fn seccomp_denying_io_uring_setup_falls_back_to_epoll() {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
-        .args(["--exact", "seccomp_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "seccomp_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, "1")
         .output()
         .unwrap();

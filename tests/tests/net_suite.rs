@@ -2,6 +2,8 @@
 //! the latter forced by config). io_uring cases skip with the probe's reason where the
 //! kernel does not permit it. Traffic stays on loopback.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 #[path = "net/common.rs"]
 mod common;
 
@@ -41,7 +43,11 @@ fn udp_echo_inline(b: BackendChoice, layout: Layout) {
     }
     assert_eq!(sap.stats().received, 300);
     // The client may read an echo before the reactor counts its send completion.
-    assert!(wait_until(LONG, || sap.stats().sent == 300), "{:?}", sap.stats());
+    assert!(
+        wait_until(LONG, || sap.stats().sent == 300),
+        "{:?}",
+        sap.stats()
+    );
 }
 
 fn udp_to_a_consumer(b: BackendChoice) {
@@ -123,8 +129,14 @@ fn tcp_connect_and_send(b: BackendChoice) {
     }
     client.close(conn).unwrap();
     assert!(wait_until(LONG, || client.stats().closed == 1));
-    assert!(client.send(conn, b"late").is_err(), "a closed connection refuses sends");
-    assert!(wait_until(LONG, || server.stats().closed == 1), "the server sees the close");
+    assert!(
+        client.send(conn, b"late").is_err(),
+        "a closed connection refuses sends"
+    );
+    assert!(
+        wait_until(LONG, || server.stats().closed == 1),
+        "the server sees the close"
+    );
 }
 
 fn multicast(b: BackendChoice) {
@@ -163,7 +175,10 @@ fn multicast(b: BackendChoice) {
     );
     rx.join(group, lo).unwrap();
     tx.send_to(to, b"again").unwrap();
-    assert_eq!(consumer.wait(LONG).expect("after re-join").bytes(), b"again");
+    assert_eq!(
+        consumer.wait(LONG).expect("after re-join").bytes(),
+        b"again"
+    );
 }
 
 fn tcp_exhaustion_loses_nothing(b: BackendChoice) {
@@ -208,7 +223,9 @@ fn tcp_exhaustion_loses_nothing(b: BackendChoice) {
         consumer.release(h).unwrap();
     }
     while next < N {
-        let d = consumer.wait(LONG).expect("the stream resumes after exhaustion");
+        let d = consumer
+            .wait(LONG)
+            .expect("the stream resumes after exhaustion");
         check(d.bytes(), &mut next);
     }
     let _s = sender.join().unwrap();
@@ -241,7 +258,9 @@ fn udp_exhaustion_counts_drops(b: BackendChoice, layout: Layout) {
     );
     let mut seen = HashSet::new();
     for h in held.drain(..) {
-        seen.insert(u32::from_be_bytes(consumer.bytes(&h).unwrap().try_into().unwrap()));
+        seen.insert(u32::from_be_bytes(
+            consumer.bytes(&h).unwrap().try_into().unwrap(),
+        ));
         consumer.release(h).unwrap();
     }
     // Drain what the socket still holds, then a marker that carries the final drop count.
@@ -256,13 +275,18 @@ fn udp_exhaustion_counts_drops(b: BackendChoice, layout: Layout) {
         }
     }
     c.send_to(&N.to_be_bytes(), addr(&sap)).unwrap();
-    let marker = consumer.wait(LONG).expect("the marker arrives after recovery");
+    let marker = consumer
+        .wait(LONG)
+        .expect("the marker arrives after recovery");
     assert_eq!(marker.bytes(), N.to_be_bytes());
     drop(marker);
     let s = sap.stats();
     let dest = consumer.stats();
     assert!(s.enobufs > 0);
-    assert!(s.kernel_drops > 0, "the kernel dropped at the full socket buffer: {s:?}");
+    assert!(
+        s.kernel_drops > 0,
+        "the kernel dropped at the full socket buffer: {s:?}"
+    );
     assert_eq!(seen.len() as u64, s.received - 1, "no datagram twice");
     assert_eq!(
         s.received + s.kernel_drops + dest.dropped_newest,
@@ -346,7 +370,8 @@ fn leader_promotion_under_load(b: BackendChoice) {
     skip_unless!(backend_available(b));
     const STREAMS: usize = 4;
     const PER: usize = 250_000;
-    let seen: Arc<Vec<AtomicBool>> = Arc::new((0..STREAMS * PER).map(|_| AtomicBool::new(false)).collect());
+    let seen: Arc<Vec<AtomicBool>> =
+        Arc::new((0..STREAMS * PER).map(|_| AtomicBool::new(false)).collect());
     let dups = Arc::new(AtomicU64::new(0));
     let mut cfg = tcp("lf", b);
     cfg.layout = Layout::Shared;
@@ -380,7 +405,8 @@ fn leader_promotion_under_load(b: BackendChoice) {
         .collect();
     let _streams: Vec<_> = senders.into_iter().map(|t| t.join().unwrap()).collect();
     assert!(
-        wait_until(Duration::from_secs(60), || sap.stats().received == (STREAMS * PER) as u64),
+        wait_until(Duration::from_secs(60), || sap.stats().received
+            == (STREAMS * PER) as u64),
         "only {} of {} frames arrived: {:?}, per thread {:?}",
         sap.stats().received,
         STREAMS * PER,
@@ -435,9 +461,16 @@ fn leader_promotion_udp_accounting(b: BackendChoice) {
         std::thread::sleep(Duration::from_millis(50));
     }
     c.send_to(&(N as u32).to_le_bytes(), addr(&sap)).unwrap();
-    assert!(wait_until(LONG, || seen[N].load(Ordering::Relaxed)), "the marker arrives");
+    assert!(
+        wait_until(LONG, || seen[N].load(Ordering::Relaxed)),
+        "the marker arrives"
+    );
     let s = sap.stats();
-    assert_eq!(dups.load(Ordering::Relaxed), 0, "a datagram was handled twice");
+    assert_eq!(
+        dups.load(Ordering::Relaxed),
+        0,
+        "a datagram was handled twice"
+    );
     let handled = seen.iter().filter(|s| s.load(Ordering::Relaxed)).count() as u64;
     assert_eq!(handled + s.kernel_drops, N as u64 + 1, "{s:?}");
 }

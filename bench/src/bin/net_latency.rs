@@ -181,7 +181,9 @@ impl Lat {
         }
     }
     fn row(&self, what: &str, base: Option<&Lat>) -> String {
-        let ratio = base.map_or("1.00 (baseline)".to_string(), |b| format!("{:.2}", self.p50 / b.p50));
+        let ratio = base.map_or("1.00 (baseline)".to_string(), |b| {
+            format!("{:.2}", self.p50 / b.p50)
+        });
         format!(
             "| {what} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {ratio} |",
             self.p50, self.p99, self.p999, self.max, self.n
@@ -214,28 +216,36 @@ fn base_pingpong(env: &Env, proto: Proto, count: u64, size: usize) -> Res<Histog
             let srv = spawn(env, "base-srv", env.server_cpu, move || {
                 let mut buf = [0u8; 2048];
                 for _ in 0..total {
-                    let Ok((n, from)) = server.recv_from(&mut buf) else { return };
+                    let Ok((n, from)) = server.recv_from(&mut buf) else {
+                        return;
+                    };
                     let _ = server.send_to(&buf[..n], from);
                 }
             })?;
             let size2 = size;
-            let cli = spawn(env, "base-cli", env.client_cpu, move || -> Res<Histogram<u64>> {
-                let c = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-                c.connect(to).map_err(|e| e.to_string())?;
-                let mut h = hist()?;
-                let mut buf = vec![0u8; size2];
-                let mut rx = [0u8; 2048];
-                for i in 0..total {
-                    let t0 = now_ns();
-                    buf[..8].copy_from_slice(&t0.to_le_bytes());
-                    c.send(&buf).map_err(|e| e.to_string())?;
-                    c.recv(&mut rx).map_err(|e| e.to_string())?;
-                    if i as u64 >= warm {
-                        h.record((now_ns() - t0).max(100)).map_err(|e| e.to_string())?;
+            let cli = spawn(
+                env,
+                "base-cli",
+                env.client_cpu,
+                move || -> Res<Histogram<u64>> {
+                    let c = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+                    c.connect(to).map_err(|e| e.to_string())?;
+                    let mut h = hist()?;
+                    let mut buf = vec![0u8; size2];
+                    let mut rx = [0u8; 2048];
+                    for i in 0..total {
+                        let t0 = now_ns();
+                        buf[..8].copy_from_slice(&t0.to_le_bytes());
+                        c.send(&buf).map_err(|e| e.to_string())?;
+                        c.recv(&mut rx).map_err(|e| e.to_string())?;
+                        if i as u64 >= warm {
+                            h.record((now_ns() - t0).max(100))
+                                .map_err(|e| e.to_string())?;
+                        }
                     }
-                }
-                Ok(h)
-            })?;
+                    Ok(h)
+                },
+            )?;
             let h = cli.join().map_err(|_| "baseline client panicked")??;
             let _ = srv.join();
             Ok(h)
@@ -263,26 +273,32 @@ fn base_pingpong(env: &Env, proto: Proto, count: u64, size: usize) -> Res<Histog
                     let _ = w.write_all(&frame[..4 + n]);
                 }
             })?;
-            let cli = spawn(env, "base-cli", env.client_cpu, move || -> Res<Histogram<u64>> {
-                let s = TcpStream::connect(to).map_err(|e| e.to_string())?;
-                s.set_nodelay(true).map_err(|e| e.to_string())?;
-                let mut w = s.try_clone().map_err(|e| e.to_string())?;
-                let mut r = BufReader::new(s);
-                let mut h = hist()?;
-                let mut frame = vec![0u8; 4 + size];
-                frame[..4].copy_from_slice(&(size as u32).to_be_bytes());
-                let mut rx = vec![0u8; 4 + size];
-                for i in 0..total {
-                    let t0 = now_ns();
-                    frame[4..12].copy_from_slice(&t0.to_le_bytes());
-                    w.write_all(&frame).map_err(|e| e.to_string())?;
-                    r.read_exact(&mut rx).map_err(|e| e.to_string())?;
-                    if i as u64 >= warm {
-                        h.record((now_ns() - t0).max(100)).map_err(|e| e.to_string())?;
+            let cli = spawn(
+                env,
+                "base-cli",
+                env.client_cpu,
+                move || -> Res<Histogram<u64>> {
+                    let s = TcpStream::connect(to).map_err(|e| e.to_string())?;
+                    s.set_nodelay(true).map_err(|e| e.to_string())?;
+                    let mut w = s.try_clone().map_err(|e| e.to_string())?;
+                    let mut r = BufReader::new(s);
+                    let mut h = hist()?;
+                    let mut frame = vec![0u8; 4 + size];
+                    frame[..4].copy_from_slice(&(size as u32).to_be_bytes());
+                    let mut rx = vec![0u8; 4 + size];
+                    for i in 0..total {
+                        let t0 = now_ns();
+                        frame[4..12].copy_from_slice(&t0.to_le_bytes());
+                        w.write_all(&frame).map_err(|e| e.to_string())?;
+                        r.read_exact(&mut rx).map_err(|e| e.to_string())?;
+                        if i as u64 >= warm {
+                            h.record((now_ns() - t0).max(100))
+                                .map_err(|e| e.to_string())?;
+                        }
                     }
-                }
-                Ok(h)
-            })?;
+                    Ok(h)
+                },
+            )?;
             let h = cli.join().map_err(|_| "baseline client panicked")??;
             let _ = srv.join();
             Ok(h)
@@ -305,13 +321,24 @@ fn sap_cfg(env: &Env, name: &str, t: Transport, cpu: usize, mode: Wait) -> SapCo
     c
 }
 
-fn net_pingpong(env: &Env, proto: Proto, mode: Wait, count: u64, size: usize, layout: Layout, threads: u32) -> Res<(Histogram<u64>, String)> {
+fn net_pingpong(
+    env: &Env,
+    proto: Proto,
+    mode: Wait,
+    count: u64,
+    size: usize,
+    layout: Layout,
+    threads: u32,
+) -> Res<(Histogram<u64>, String)> {
     let warm = count / 10;
     let total = count + warm;
     let lo: SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
     let (st, ct) = match proto {
         Proto::Udp => (Transport::Udp { bind: lo }, Transport::Udp { bind: lo }),
-        Proto::Tcp => (Transport::Tcp { bind: Some(lo) }, Transport::Tcp { bind: None }),
+        Proto::Tcp => (
+            Transport::Tcp { bind: Some(lo) },
+            Transport::Tcp { bind: None },
+        ),
     };
     let mut scfg = sap_cfg(env, "pp-srv", st, env.server_cpu, mode);
     scfg.layout = layout;
@@ -361,14 +388,18 @@ fn net_pingpong(env: &Env, proto: Proto, mode: Wait, count: u64, size: usize, la
     let deadline = StdInstant::now() + Duration::from_secs(120);
     while (done.load(Ordering::Relaxed) as u64) < total {
         if StdInstant::now() > deadline {
-            return Err(format!("ping-pong stalled at {} of {total}", done.load(Ordering::Relaxed)));
+            return Err(format!(
+                "ping-pong stalled at {} of {total}",
+                done.load(Ordering::Relaxed)
+            ));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     let h = {
         let mut h = hist()?;
         for s in &samples[warm as usize..] {
-            h.record(s.load(Ordering::Relaxed).clamp(100, 10_000_000_000)).map_err(|e| e.to_string())?;
+            h.record(s.load(Ordering::Relaxed).clamp(100, 10_000_000_000))
+                .map_err(|e| e.to_string())?;
         }
         h
     };
@@ -385,7 +416,9 @@ fn base_throughput(env: &Env, proto: Proto, size: usize, secs: u64, flows: usize
     match proto {
         Proto::Udp => {
             let server = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-            server.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
+            server
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .map_err(|e| e.to_string())?;
             let to = server.local_addr().map_err(|e| e.to_string())?;
             let (g, s) = (got.clone(), stop.clone());
             let srv = spawn(env, "base-rx", env.server_cpu, move || {
@@ -399,13 +432,20 @@ fn base_throughput(env: &Env, proto: Proto, size: usize, secs: u64, flows: usize
             let mut senders = Vec::new();
             for f in 0..flows {
                 let s = stop.clone();
-                senders.push(spawn(env, &format!("base-tx{f}"), env.client_cpu, move || {
-                    let Ok(c) = UdpSocket::bind("127.0.0.1:0") else { return };
-                    let msg = vec![1u8; size];
-                    while !s.load(Ordering::Relaxed) {
-                        let _ = c.send_to(&msg, to);
-                    }
-                })?);
+                senders.push(spawn(
+                    env,
+                    &format!("base-tx{f}"),
+                    env.client_cpu,
+                    move || {
+                        let Ok(c) = UdpSocket::bind("127.0.0.1:0") else {
+                            return;
+                        };
+                        let msg = vec![1u8; size];
+                        while !s.load(Ordering::Relaxed) {
+                            let _ = c.send_to(&msg, to);
+                        }
+                    },
+                )?);
             }
             let r = measure(&got, secs);
             stop.store(true, Ordering::Relaxed);
@@ -436,7 +476,9 @@ fn base_throughput(env: &Env, proto: Proto, size: usize, secs: u64, flows: usize
             })?;
             let s = stop.clone();
             let tx = spawn(env, "base-tx", env.client_cpu, move || {
-                let Ok(mut c) = TcpStream::connect(to) else { return };
+                let Ok(mut c) = TcpStream::connect(to) else {
+                    return;
+                };
                 let _ = c.set_nodelay(true);
                 let mut frame = (size as u32).to_be_bytes().to_vec();
                 frame.extend(vec![1u8; size]);
@@ -463,11 +505,22 @@ fn measure(got: &AtomicU64, secs: u64) -> f64 {
     (got.load(Ordering::Relaxed) - g0) as f64 / t0.elapsed().as_secs_f64()
 }
 
-fn net_throughput(env: &Env, proto: Proto, size: usize, secs: u64, layout: Layout, threads: u32, flows: usize) -> Res<f64> {
+fn net_throughput(
+    env: &Env,
+    proto: Proto,
+    size: usize,
+    secs: u64,
+    layout: Layout,
+    threads: u32,
+    flows: usize,
+) -> Res<f64> {
     let lo: SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
     let (st, ct) = match proto {
         Proto::Udp => (Transport::Udp { bind: lo }, Transport::Udp { bind: lo }),
-        Proto::Tcp => (Transport::Tcp { bind: Some(lo) }, Transport::Tcp { bind: None }),
+        Proto::Tcp => (
+            Transport::Tcp { bind: Some(lo) },
+            Transport::Tcp { bind: None },
+        ),
     };
     let got = Arc::new(AtomicU64::new(0));
     let g = got.clone();
@@ -493,7 +546,13 @@ fn net_throughput(env: &Env, proto: Proto, size: usize, secs: u64, layout: Layou
     let mut clients = Vec::new();
     let mut senders = Vec::new();
     for f in 0..flows {
-        let mut ccfg = sap_cfg(env, &format!("tp-cli{f}"), ct.clone(), env.client_cpu, Wait::Park);
+        let mut ccfg = sap_cfg(
+            env,
+            &format!("tp-cli{f}"),
+            ct.clone(),
+            env.client_cpu,
+            Wait::Park,
+        );
         ccfg.send_slots = 1024;
         if proto == Proto::Tcp {
             ccfg.buffer_size = 16384;
@@ -506,21 +565,26 @@ fn net_throughput(env: &Env, proto: Proto, size: usize, secs: u64, layout: Layou
             Proto::Udp => None,
         };
         let (c2, s2) = (client.clone(), stop.clone());
-        senders.push(spawn(env, &format!("net-tx{f}"), env.client_cpu, move || {
-            let msg = vec![1u8; size];
-            let batch: Vec<&[u8]> = vec![&msg[..]; 256];
-            while !s2.load(Ordering::Relaxed) {
-                let r = match conn {
-                    // Streams batch frames into a slot; datagrams are one per slot.
-                    Some(c) => c2.send_frames(c, &batch).map(drop),
-                    None => c2.send_to(to, &msg),
-                };
-                if r.is_err() {
-                    // Every send slot is queued or in flight: let the reactor run.
-                    std::thread::yield_now();
+        senders.push(spawn(
+            env,
+            &format!("net-tx{f}"),
+            env.client_cpu,
+            move || {
+                let msg = vec![1u8; size];
+                let batch: Vec<&[u8]> = vec![&msg[..]; 256];
+                while !s2.load(Ordering::Relaxed) {
+                    let r = match conn {
+                        // Streams batch frames into a slot; datagrams are one per slot.
+                        Some(c) => c2.send_frames(c, &batch).map(drop),
+                        None => c2.send_to(to, &msg),
+                    };
+                    if r.is_err() {
+                        // Every send slot is queued or in flight: let the reactor run.
+                        std::thread::yield_now();
+                    }
                 }
-            }
-        })?);
+            },
+        )?);
         clients.push(client);
     }
     let r = measure(&got, secs);
@@ -540,7 +604,15 @@ fn net_throughput(env: &Env, proto: Proto, size: usize, secs: u64, layout: Layou
 // ---------------------------------------------------------------- hand-off
 
 fn handoff(env: &Env, consume: Consume, count: u64) -> Res<Lat> {
-    let mut cfg = sap_cfg(env, "handoff", Transport::Udp { bind: "127.0.0.1:0".parse().map_err(|_| "addr")? }, env.server_cpu, Wait::Park);
+    let mut cfg = sap_cfg(
+        env,
+        "handoff",
+        Transport::Udp {
+            bind: "127.0.0.1:0".parse().map_err(|_| "addr")?,
+        },
+        env.server_cpu,
+        Wait::Park,
+    );
     cfg.qos.queue_depth = 4096;
     let sap = Sap::bind(cfg).map_err(|e| e.to_string())?;
     let to = sap.local_addr().ok_or("no address")?;
@@ -554,7 +626,9 @@ fn handoff(env: &Env, consume: Consume, count: u64) -> Res<Lat> {
         let end = StdInstant::now() + Duration::from_secs(120);
         while i < total && StdInstant::now() < end {
             let d = match consume {
-                Consume::Park => consumer.wait(Duration::from_millis(100)).and_then(|d| d.into_handle()),
+                Consume::Park => consumer
+                    .wait(Duration::from_millis(100))
+                    .and_then(|d| d.into_handle()),
                 Consume::Spin => consumer.pop_handle(),
             };
             if let Some(h) = d {
@@ -590,15 +664,29 @@ fn lat_header() -> &'static str {
 
 /// Baseline and rtpm-net in turn, `repeat` times, each over `count / repeat` round trips,
 /// pooled: both sides see the same drift of a shared machine.
-fn pingpong_report(env: &Env, proto: Proto, mode: Wait, count: u64, size: usize, repeat: u64) -> Res<String> {
+fn pingpong_report(
+    env: &Env,
+    proto: Proto,
+    mode: Wait,
+    count: u64,
+    size: usize,
+    repeat: u64,
+) -> Res<String> {
     let mut base = hist()?;
     let mut ours = hist()?;
     let mut backend = String::new();
     let per = (count / repeat.max(1)).max(100);
     for r in 0..repeat.max(1) {
-        eprintln!("ping-pong {proto:?} {mode:?} round {}/{repeat}: baseline (std blocking)...", r + 1);
-        base.add(base_pingpong(env, proto, per, size)?).map_err(|e| e.to_string())?;
-        eprintln!("ping-pong {proto:?} {mode:?} round {}/{repeat}: rtpm-net...", r + 1);
+        eprintln!(
+            "ping-pong {proto:?} {mode:?} round {}/{repeat}: baseline (std blocking)...",
+            r + 1
+        );
+        base.add(base_pingpong(env, proto, per, size)?)
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "ping-pong {proto:?} {mode:?} round {}/{repeat}: rtpm-net...",
+            r + 1
+        );
         let (h, b) = net_pingpong(env, proto, mode, per, size, Layout::Sharded, 1)?;
         ours.add(h).map_err(|e| e.to_string())?;
         backend = b;
@@ -608,7 +696,10 @@ fn pingpong_report(env: &Env, proto: Proto, mode: Wait, count: u64, size: usize,
         "{}\n{}\n{}",
         lat_header(),
         base.row(&format!("std blocking {proto:?} {size} B"), None),
-        ours.row(&format!("rtpm-net {backend} {proto:?} {size} B {mode:?}"), Some(&base))
+        ours.row(
+            &format!("rtpm-net {backend} {proto:?} {size} B {mode:?}"),
+            Some(&base)
+        )
     ))
 }
 
@@ -636,7 +727,8 @@ fn handoff_report(env: &Env, consume: Consume, count: u64) -> Res<String> {
 
 fn layout_report(env: &Env, count: u64, secs: u64) -> Res<String> {
     let mut out = vec![
-        "| layout (2 threads) | ping-pong p50 µs | p99 µs | p99.9 µs | UDP 64 B msg/s (2 flows) |".to_string(),
+        "| layout (2 threads) | ping-pong p50 µs | p99 µs | p99.9 µs | UDP 64 B msg/s (2 flows) |"
+            .to_string(),
         "|---|---|---|---|---|".to_string(),
     ];
     for layout in [Layout::Shared, Layout::Sharded] {
@@ -645,7 +737,10 @@ fn layout_report(env: &Env, count: u64, secs: u64) -> Res<String> {
         let l = Lat::of(&h);
         eprintln!("layout {layout:?}: throughput...");
         let t = net_throughput(env, Proto::Udp, 64, secs, layout, 2, 2)?;
-        out.push(format!("| {layout:?} | {:.1} | {:.1} | {:.1} | {t:.0} |", l.p50, l.p99, l.p999));
+        out.push(format!(
+            "| {layout:?} | {:.1} | {:.1} | {:.1} | {t:.0} |",
+            l.p50, l.p99, l.p999
+        ));
     }
     Ok(out.join("\n"))
 }
@@ -668,18 +763,37 @@ fn run(cli: Cli) -> Res<()> {
         server_cpu,
         client_cpu,
     };
-    eprintln!("server CPU {server_cpu}, client CPU {client_cpu}, policy {:?}", policy(&env));
+    eprintln!(
+        "server CPU {server_cpu}, client CPU {client_cpu}, policy {:?}",
+        policy(&env)
+    );
     let text = match cli.cmd {
-        Cmd::Pingpong { transport, mode, count, size, repeat } => {
-            pingpong_report(&env, transport, mode, count, size as usize, repeat)?
-        }
-        Cmd::Throughput { transport, size, seconds } => format!(
+        Cmd::Pingpong {
+            transport,
+            mode,
+            count,
+            size,
+            repeat,
+        } => pingpong_report(&env, transport, mode, count, size as usize, repeat)?,
+        Cmd::Throughput {
+            transport,
+            size,
+            seconds,
+        } => format!(
             "| case | rate | ÷ baseline |\n|---|---|---|\n{}",
             throughput_report(&env, transport, size as usize, seconds)?
         ),
-        Cmd::Handoff { consumer, count } => format!("{}\n{}", lat_header(), handoff_report(&env, consumer, count)?),
+        Cmd::Handoff { consumer, count } => format!(
+            "{}\n{}",
+            lat_header(),
+            handoff_report(&env, consumer, count)?
+        ),
         Cmd::Layout { count, seconds } => layout_report(&env, count, seconds)?,
-        Cmd::All { count, seconds, repeat } => {
+        Cmd::All {
+            count,
+            seconds,
+            repeat,
+        } => {
             let mut s = String::new();
             s += "#### Ping-pong, 64 B, one message in flight\n\n";
             for mode in [Wait::Park, Wait::BusyPoll] {
@@ -718,4 +832,3 @@ fn main() {
         std::process::exit(1);
     }
 }
-

@@ -100,14 +100,19 @@ impl Epoll {
         // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new fd.
         let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if raw < 0 {
-            return Err(Error::os("epoll_create1", "the reactor", "raise the open-files limit"));
+            return Err(Error::os(
+                "epoll_create1",
+                "the reactor",
+                "raise the open-files limit",
+            ));
         }
         // SAFETY: `raw` is a new descriptor owned by nobody else.
         let epfd = unsafe { OwnedFd::from_raw_fd(raw) };
         // Every buffer starts on the free list: user space owns them all.
         for bid in 0..core.bufs.count() {
             // SAFETY: a fresh region: no buffer was given to anyone.
-            core.free.push(unsafe { core.bufs.assume_owned(bid as u16) });
+            core.free
+                .push(unsafe { core.bufs.assume_owned(bid as u16) });
         }
         let nconn = core.conns.len();
         let this = Epoll {
@@ -123,7 +128,7 @@ impl Epoll {
                         ended: false,
                         want_out: false,
                         queue: std::collections::VecDeque::with_capacity(
-                            core.sendbufs.count() as usize,
+                            core.sendbufs.count() as usize
                         ),
                         sent_off: 0,
                     })
@@ -146,8 +151,14 @@ impl Epoll {
             v6,
         };
         let ep = this.epfd.as_raw_fd();
-        ctl(ep, libc::EPOLL_CTL_ADD, this.core.bell.raw(), libc::EPOLLIN as u32, T_BELL)
-            .map_err(|e| Error::os_from("epoll_ctl", "the wake-up eventfd", e, ""))?;
+        ctl(
+            ep,
+            libc::EPOLL_CTL_ADD,
+            this.core.bell.raw(),
+            libc::EPOLLIN as u32,
+            T_BELL,
+        )
+        .map_err(|e| Error::os_from("epoll_ctl", "the wake-up eventfd", e, ""))?;
         if let Some(fd) = this.endpoint.fd() {
             let ev = match this.endpoint {
                 Endpoint::Udp(_) => this.endpoint_events(),
@@ -186,7 +197,13 @@ impl Epoll {
         }
         core.starved.store(true, Ordering::SeqCst);
         if let Some(fd) = self.endpoint.fd() {
-            let _ = ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, 0, T_ENDPOINT);
+            let _ = ctl(
+                self.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_MOD,
+                fd,
+                0,
+                T_ENDPOINT,
+            );
         }
     }
 
@@ -276,8 +293,12 @@ impl Epoll {
         if let Some(fd) = self.endpoint.fd() {
             let (sent, refused, calls) = st.sends.flush(fd);
             core.stats.sent.fetch_add(sent as u64, Ordering::Relaxed);
-            core.stats.send_errors.fetch_add(refused as u64, Ordering::Relaxed);
-            core.stats.submits.fetch_add(calls as u64, Ordering::Relaxed);
+            core.stats
+                .send_errors
+                .fetch_add(refused as u64, Ordering::Relaxed);
+            core.stats
+                .submits
+                .fetch_add(calls as u64, Ordering::Relaxed);
         }
         for slot in st.sending.drain(..) {
             core.send_free.push(slot);
@@ -399,7 +420,8 @@ impl Epoll {
                 generation,
             } => {
                 let live = core.conns.get(conn as usize).is_some_and(|c| {
-                    c.generation.load(Ordering::Acquire) == generation && c.open.load(Ordering::Acquire)
+                    c.generation.load(Ordering::Acquire) == generation
+                        && c.open.load(Ordering::Acquire)
                 });
                 let c = &mut st.conns[conn as usize % st.conns.len()];
                 if !live || c.fd.is_none() || c.closing {
@@ -608,13 +630,17 @@ impl Backend for Epoll {
                     for info in infos.into_iter().take(n).flatten() {
                         let Some(buf) = bufs.next() else { break };
                         if let Some(d) = info.drops {
-                            core.stats.kernel_drops.fetch_max(u64::from(d), Ordering::Relaxed);
+                            core.stats
+                                .kernel_drops
+                                .fetch_max(u64::from(d), Ordering::Relaxed);
                         }
                         sink(Completion::Datagram {
                             buf,
                             off: 0,
                             len: info.len,
-                            from: info.from.unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+                            from: info
+                                .from
+                                .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
                             truncated: info.truncated,
                         });
                     }

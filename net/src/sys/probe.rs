@@ -74,7 +74,7 @@ impl MemlockBudget {
             + pages(u64::from(cq) * 16 + u64::from(sq) * 4 + 320)
             + pages(u64::from(bufs) * 16);
         let kernel = kernel_version();
-        let memcg_era = kernel >= (5, 12) && kernel < (6, 13);
+        let memcg_era = ((5, 12)..(6, 13)).contains(&kernel);
         MemlockBudget {
             needed,
             limit: memlock_limit(),
@@ -109,7 +109,11 @@ impl MemlockBudget {
              Raise it (`ulimit -l`, LimitMEMLOCK= in a systemd unit, --ulimit memlock= for containers), \
              grant CAP_IPC_LOCK, lower `buffers`/`ring_entries`, or set backend = \"epoll\"",
             self.needed.div_ceil(1024),
-            if self.charged { "" } else { " (not charged for this process)" }
+            if self.charged {
+                ""
+            } else {
+                " (not charged for this process)"
+            }
         )
     }
 }

@@ -115,9 +115,8 @@ impl Buffers {
                 "lower `buffers` or `buffer_size` in the SAP config, or raise the memory limit",
             ));
         }
-        let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| {
-            Error::Internal(format!("mmap returned a null mapping for {what}"))
-        })?;
+        let base = NonNull::new(p.cast::<u8>())
+            .ok_or_else(|| Error::Internal(format!("mmap returned a null mapping for {what}")))?;
         Ok(Buffers {
             base,
             map_len,
@@ -300,7 +299,10 @@ mod tests {
         let a = b.share(&whole, 1, 3);
         assert_eq!(b.bytes(&a), Some(&b"ell"[..]));
         assert!(b.release(whole).unwrap().is_none());
-        let back = b.release(a).unwrap().expect("last lease returns the buffer");
+        let back = b
+            .release(a)
+            .unwrap()
+            .expect("last lease returns the buffer");
         assert_eq!(back.bid(), 2);
     }
 

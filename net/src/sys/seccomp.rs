@@ -30,17 +30,27 @@ fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 /// which `io_uring_setup` fails with EPERM. Irreversible for the thread. x86-64 only.
 pub(crate) fn deny_io_uring_setup() -> Result<(), Error> {
     if cfg!(not(target_arch = "x86_64")) {
-        return Err(Error::Internal("the seccomp fault filter is written for x86-64".into()));
+        return Err(Error::Internal(
+            "the seccomp fault filter is written for x86-64".into(),
+        ));
     }
     let nr = libc::SYS_io_uring_setup as u32;
     let filter = [
         // A = arch; anything but x86-64 is allowed untouched (the filter is x86-64 only).
         stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, OFF_ARCH),
-        jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, AUDIT_ARCH_X86_64, 0, 3),
+        jump(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            AUDIT_ARCH_X86_64,
+            0,
+            3,
+        ),
         // A = syscall number.
         stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, OFF_NR),
         jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, nr, 0, 1),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
         stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
     ];
     let prog = libc::sock_fprog {
@@ -49,7 +59,11 @@ pub(crate) fn deny_io_uring_setup() -> Result<(), Error> {
     };
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(Error::os("prctl(PR_SET_NO_NEW_PRIVS)", "the calling thread", ""));
+        return Err(Error::os(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            "the calling thread",
+            "",
+        ));
     }
     // SAFETY: `prog` points at `filter`, a live array of `len` instructions; the kernel
     // copies the program during the call. Flags 0: this thread only.

@@ -74,7 +74,12 @@ pub(crate) fn from_sockaddr_bytes(b: &[u8]) -> Option<SocketAddr> {
             let flow = u32::from_ne_bytes(b.get(4..8)?.try_into().ok()?);
             let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
             let scope = u32::from_ne_bytes(b.get(24..28)?.try_into().ok()?);
-            Some(SocketAddr::V6(SocketAddrV6::new(ip.into(), port, flow, scope)))
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip.into(),
+                port,
+                flow,
+                scope,
+            )))
         }
         _ => None,
     }
@@ -100,7 +105,9 @@ pub(crate) fn rxq_ovfl(ctrl: &[u8]) -> Option<u32> {
             return None;
         }
         if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL && pos + hdr + 4 <= ctrl.len() {
-            return Some(u32::from_ne_bytes(ctrl[pos + hdr..pos + hdr + 4].try_into().ok()?));
+            return Some(u32::from_ne_bytes(
+                ctrl[pos + hdr..pos + hdr + 4].try_into().ok()?,
+            ));
         }
         pos += len.div_ceil(8) * 8;
     }
@@ -154,28 +161,54 @@ pub(crate) fn apply_opts(
     let mut soft = |r: io::Result<()>, opt: &str, hint: &str| -> Result<(), Error> {
         match r {
             Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EACCES) => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EPERM)
+                    || e.raw_os_error() == Some(libc::EACCES) =>
+            {
                 warnings.push(format!("{opt} on {what} not permitted ({e}); {hint}"));
                 Ok(())
             }
-            Err(e) => Err(Error::os_from("setsockopt", &format!("{opt} on {what}"), e, "check the QoS values in the SAP config")),
+            Err(e) => Err(Error::os_from(
+                "setsockopt",
+                &format!("{opt} on {what}"),
+                e,
+                "check the QoS values in the SAP config",
+            )),
         }
     };
     if o.reuseport {
         setopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1i32).map_err(|e| {
-            Error::os_from("setsockopt", &format!("SO_REUSEPORT on {what}"), e, "use layout = \"shared\"")
+            Error::os_from(
+                "setsockopt",
+                &format!("SO_REUSEPORT on {what}"),
+                e,
+                "use layout = \"shared\"",
+            )
         })?;
     }
     soft(
-        setopt(fd, libc::SOL_SOCKET, libc::SO_PRIORITY, o.so_priority as i32),
+        setopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PRIORITY,
+            o.so_priority as i32,
+        ),
         "SO_PRIORITY",
         "values above 6 need CAP_NET_ADMIN",
     )?;
     let tos = (o.dscp as i32) << 2;
     if v6 {
-        soft(setopt(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, tos), "IPV6_TCLASS", "")?;
+        soft(
+            setopt(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, tos),
+            "IPV6_TCLASS",
+            "",
+        )?;
     } else {
-        soft(setopt(fd, libc::IPPROTO_IP, libc::IP_TOS, tos), "IP_TOS", "")?;
+        soft(
+            setopt(fd, libc::IPPROTO_IP, libc::IP_TOS, tos),
+            "IP_TOS",
+            "",
+        )?;
     }
     if let Some(b) = o.recv_buffer {
         soft(
@@ -232,7 +265,12 @@ pub(crate) fn udp(
     let fd = new_socket(domain(addr), libc::SOCK_DGRAM, what)?;
     let warnings = apply_opts(fd.as_raw_fd(), addr.is_ipv6(), o, what)?;
     setopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1i32).map_err(|e| {
-        Error::os_from("setsockopt", &format!("SO_RXQ_OVFL on {what}"), e, "needs Linux 2.6.33 or later")
+        Error::os_from(
+            "setsockopt",
+            &format!("SO_RXQ_OVFL on {what}"),
+            e,
+            "needs Linux 2.6.33 or later",
+        )
     })?;
     bind(fd.as_raw_fd(), addr, what)?;
     Ok((fd, warnings))
@@ -272,7 +310,11 @@ pub(crate) fn tcp_connect(addr: &SocketAddr, o: &SockOpts) -> Result<OwnedFd, Er
     // SAFETY: socket takes no pointers.
     let raw = unsafe { libc::socket(domain(addr), libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
-        return Err(Error::os("socket", "a TCP connection", "raise the open-files limit"));
+        return Err(Error::os(
+            "socket",
+            "a TCP connection",
+            "raise the open-files limit",
+        ));
     }
     // SAFETY: `raw` is a new descriptor owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -280,7 +322,11 @@ pub(crate) fn tcp_connect(addr: &SocketAddr, o: &SockOpts) -> Result<OwnedFd, Er
     loop {
         // SAFETY: `st` is a live sockaddr of `len` bytes.
         let rc = unsafe {
-            libc::connect(fd.as_raw_fd(), (&st as *const libc::sockaddr_storage).cast(), len)
+            libc::connect(
+                fd.as_raw_fd(),
+                (&st as *const libc::sockaddr_storage).cast(),
+                len,
+            )
         };
         if rc == 0 {
             break;
@@ -320,7 +366,11 @@ pub(crate) fn local_addr(fd: RawFd) -> Result<SocketAddr, Error> {
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: `st` and `len` are live and writable; len holds st's size.
     let rc = unsafe {
-        libc::getsockname(fd, (&mut st as *mut libc::sockaddr_storage).cast(), &mut len)
+        libc::getsockname(
+            fd,
+            (&mut st as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
     };
     if rc != 0 {
         return Err(Error::os("getsockname", "a SAP socket", ""));
@@ -336,7 +386,11 @@ pub(crate) fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: `st` and `len` are live and writable; len holds st's size.
     let rc = unsafe {
-        libc::getpeername(fd, (&mut st as *mut libc::sockaddr_storage).cast(), &mut len)
+        libc::getpeername(
+            fd,
+            (&mut st as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
     };
     if rc != 0 {
         return None;
@@ -357,7 +411,13 @@ fn mreq(group: Ipv4Addr, iface: Ipv4Addr) -> libc::ip_mreq {
 
 /// Joins `group` on the interface with address `iface`.
 pub(crate) fn join(fd: RawFd, group: Ipv4Addr, iface: Ipv4Addr) -> Result<(), Error> {
-    setopt(fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, mreq(group, iface)).map_err(|e| {
+    setopt(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_ADD_MEMBERSHIP,
+        mreq(group, iface),
+    )
+    .map_err(|e| {
         Error::os_from(
             "setsockopt(IP_ADD_MEMBERSHIP)",
             &format!("group {group} on interface {iface}"),
@@ -369,7 +429,13 @@ pub(crate) fn join(fd: RawFd, group: Ipv4Addr, iface: Ipv4Addr) -> Result<(), Er
 
 /// Leaves `group` on the interface with address `iface`.
 pub(crate) fn leave(fd: RawFd, group: Ipv4Addr, iface: Ipv4Addr) -> Result<(), Error> {
-    setopt(fd, libc::IPPROTO_IP, libc::IP_DROP_MEMBERSHIP, mreq(group, iface)).map_err(|e| {
+    setopt(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_DROP_MEMBERSHIP,
+        mreq(group, iface),
+    )
+    .map_err(|e| {
         Error::os_from(
             "setsockopt(IP_DROP_MEMBERSHIP)",
             &format!("group {group} on interface {iface}"),
@@ -380,15 +446,30 @@ pub(crate) fn leave(fd: RawFd, group: Ipv4Addr, iface: Ipv4Addr) -> Result<(), E
 }
 
 /// Sends to groups through `iface`, with `ttl`, looping back to local members if asked.
-pub(crate) fn multicast_out(fd: RawFd, iface: Ipv4Addr, loopback: bool, ttl: u32) -> Result<(), Error> {
+pub(crate) fn multicast_out(
+    fd: RawFd,
+    iface: Ipv4Addr,
+    loopback: bool,
+    ttl: u32,
+) -> Result<(), Error> {
     let hint = "check the multicast settings of the SAP";
     let what = format!("interface {iface}");
-    setopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, libc::in_addr {
-        s_addr: u32::from_ne_bytes(iface.octets()),
-    })
+    setopt(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MULTICAST_IF,
+        libc::in_addr {
+            s_addr: u32::from_ne_bytes(iface.octets()),
+        },
+    )
     .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_IF)", &what, e, hint))?;
-    setopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, loopback as i32)
-        .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_LOOP)", &what, e, hint))?;
+    setopt(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MULTICAST_LOOP,
+        loopback as i32,
+    )
+    .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_LOOP)", &what, e, hint))?;
     setopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, ttl as i32)
         .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_TTL)", &what, e, hint))?;
     // Receive only the groups this socket joined (Linux's default delivers every group any
@@ -537,7 +618,8 @@ impl RecvScratch {
         let ctrl_len = (h.msg_controllen).min(CTRL_LEN);
         let ctrl = &self.ctrl[i];
         // SAFETY: views the control array of this scratch as bytes, within its size.
-        let ctrl_bytes = unsafe { std::slice::from_raw_parts(ctrl.as_ptr().cast::<u8>(), ctrl_len) };
+        let ctrl_bytes =
+            unsafe { std::slice::from_raw_parts(ctrl.as_ptr().cast::<u8>(), ctrl_len) };
         Received {
             len: self.hdrs[i].msg_len as usize,
             from: from_sockaddr_bytes(storage_bytes(&self.names[i], h.msg_namelen)),

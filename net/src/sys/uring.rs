@@ -33,15 +33,13 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use crate::error::Error;
 use crate::frame::Framer;
 use crate::leader::Lead;
-use crate::reactor::{
-    Backend, Completion, Core, Event, Flow, Intent, Waiting,
-};
+use crate::reactor::{Backend, Completion, Core, Event, Flow, Intent, Waiting};
 use crate::stats::Counters;
+use crate::sys::Endpoint;
 use crate::sys::claim::Claim;
 use crate::sys::probe::{MemlockBudget, explain_setup_error, on_own_thread};
 use crate::sys::region::Owned;
 use crate::sys::socket::{self, CTRL_LEN, RecvScratch, SockOpts};
-use crate::sys::Endpoint;
 
 const K_DGRAM: u64 = 1;
 const K_ACCEPT: u64 = 2;
@@ -87,7 +85,11 @@ impl BufRing {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(Error::os("mmap", "the provided-buffer ring", "lower `buffers`"));
+            return Err(Error::os(
+                "mmap",
+                "the provided-buffer ring",
+                "lower `buffers`",
+            ));
         }
         let base = NonNull::new(p.cast())
             .ok_or_else(|| Error::Internal("mmap returned null for the buffer ring".into()))?;
@@ -308,11 +310,20 @@ impl Uring {
         let nconn = core.conns.len() as u32;
         ring.submitter()
             .register_files_sparse(1 + nconn)
-            .map_err(|e| Error::os_from("io_uring_register(FILES_SPARSE)", "the reactor ring", e, "raise the open-files limit (ulimit -n)"))?;
+            .map_err(|e| {
+                Error::os_from(
+                    "io_uring_register(FILES_SPARSE)",
+                    "the reactor ring",
+                    e,
+                    "raise the open-files limit (ulimit -n)",
+                )
+            })?;
         if let Some(fd) = endpoint.fd() {
             ring.submitter()
                 .register_files_update(0, &[fd])
-                .map_err(|e| Error::os_from("io_uring_register(FILES_UPDATE)", "the SAP socket", e, ""))?;
+                .map_err(|e| {
+                    Error::os_from("io_uring_register(FILES_UPDATE)", "the SAP socket", e, "")
+                })?;
         }
         // Buffers: the reserve stays with user space, the rest goes to the kernel.
         let mut tail: u16 = 0;
@@ -331,26 +342,29 @@ impl Uring {
         let mut msg = Box::new(empty_msghdr());
         msg.msg_namelen = NAME_LEN as libc::socklen_t;
         msg.msg_controllen = CTRL_LEN;
-        let conns = (0..nconn)
-            .map(|_| ConnL {
-                fd: None,
-                rx_armed: false,
-                closing: false,
-                ended: false,
-                tx: Tx {
-                    queue: std::collections::VecDeque::with_capacity(core.sendbufs.count() as usize),
-                    inflight: 0,
-                    sent_off: 0,
-                    iov: Box::new(
-                        [libc::iovec {
-                            iov_base: std::ptr::null_mut(),
-                            iov_len: 0,
-                        }; TX_IOV],
-                    ),
-                    msg: Box::new(empty_msghdr()),
-                },
-            })
-            .collect();
+        let conns =
+            (0..nconn)
+                .map(|_| ConnL {
+                    fd: None,
+                    rx_armed: false,
+                    closing: false,
+                    ended: false,
+                    tx: Tx {
+                        queue: std::collections::VecDeque::with_capacity(
+                            core.sendbufs.count() as usize
+                        ),
+                        inflight: 0,
+                        sent_off: 0,
+                        iov: Box::new(
+                            [libc::iovec {
+                                iov_base: std::ptr::null_mut(),
+                                iov_len: 0,
+                            }; TX_IOV],
+                        ),
+                        msg: Box::new(empty_msghdr()),
+                    },
+                })
+                .collect();
         let sends = (0..core.sendbufs.count())
             .map(|_| SendMeta {
                 msg: empty_msghdr(),
@@ -499,7 +513,8 @@ impl Uring {
                 core.free.push(o);
             } else {
                 let bid = core.bufs.to_kernel(o);
-                st.bufring.put(st.tail, core.bufs.addr(bid), core.bufs.size(), bid);
+                st.bufring
+                    .put(st.tail, core.bufs.addr(bid), core.bufs.size(), bid);
                 st.tail = st.tail.wrapping_add(1);
                 to_ring += 1;
             }
@@ -677,7 +692,8 @@ impl Uring {
                 generation,
             } => {
                 let live = core.conns.get(conn as usize).is_some_and(|c| {
-                    c.generation.load(Ordering::Acquire) == generation && c.open.load(Ordering::Acquire)
+                    c.generation.load(Ordering::Acquire) == generation
+                        && c.open.load(Ordering::Acquire)
                 });
                 let c = &mut st.conns[conn as usize % st.conns.len()];
                 if !live || c.fd.is_none() || c.closing {
@@ -952,7 +968,8 @@ impl Backend for Uring {
         // Starved with buffers published (the kernel saw an empty ring a moment ago, or
         // disagrees with our count): no completion may come to wake us, so park for at
         // most 1 ms and retry the re-arm then.
-        let timed = st.sock_starved || (core.starved.load(Ordering::SeqCst) && !core.stalled.is_empty());
+        let timed =
+            st.sock_starved || (core.starved.load(Ordering::SeqCst) && !core.stalled.is_empty());
         let waited = if timed {
             let ts = types::Timespec::new().nsec(1_000_000);
             let args = types::SubmitArgs::new().timespec(&ts);
@@ -985,7 +1002,9 @@ impl Backend for Uring {
                 match types::RecvMsgOut::parse(whole, &self.msg) {
                     Ok(out) => {
                         if let Some(d) = socket::rxq_ovfl(out.control_data()) {
-                            core.stats.kernel_drops.fetch_max(u64::from(d), Ordering::Relaxed);
+                            core.stats
+                                .kernel_drops
+                                .fetch_max(u64::from(d), Ordering::Relaxed);
                         }
                         let from = socket::from_sockaddr_bytes(out.name_data())
                             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -1098,7 +1117,9 @@ impl Uring {
             }
         }
         for t in targets {
-            let e = opcode::AsyncCancel::new(t).build().user_data(ud(K_CANCEL, 0));
+            let e = opcode::AsyncCancel::new(t)
+                .build()
+                .user_data(ud(K_CANCEL, 0));
             self.push(st, e);
             st.inflight += 1;
         }

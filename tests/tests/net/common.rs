@@ -1,6 +1,6 @@
 //! Helpers shared by the network test files.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
