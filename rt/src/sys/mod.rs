@@ -6,3 +6,6 @@ pub mod clock;
 pub mod cpu;
 pub mod sched;
 pub mod uring;
+pub mod cputime;
+pub mod futex;
+pub mod signal;
