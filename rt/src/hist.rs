@@ -265,7 +265,9 @@ mod tests {
         let mut r = empty().unwrap();
         let mut x = 12345u64;
         for _ in 0..20_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let v = (x >> 33) % 5_000_000 + 1;
             a.record(v);
             r.record(v).unwrap();

@@ -110,18 +110,16 @@ impl<P: Copy + Send + 'static> Activator<P> {
                     })
                 }
             },
-            DropPolicy::Oldest => {
-                match q.queue.force_push(item) {
-                    None => Ok(()),
-                    Some(evicted) => {
-                        q.stats.count_drop();
-                        Err(Dropped {
-                            payload: evicted.payload,
-                            newest: false,
-                        })
-                    }
+            DropPolicy::Oldest => match q.queue.force_push(item) {
+                None => Ok(()),
+                Some(evicted) => {
+                    q.stats.count_drop();
+                    Err(Dropped {
+                        payload: evicted.payload,
+                        newest: false,
+                    })
                 }
-            }
+            },
         }
     }
 

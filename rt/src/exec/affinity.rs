@@ -26,7 +26,11 @@ pub fn process_threads() -> Result<Vec<ThreadPlacement>> {
         .map_err(|e| crate::Error::file("/proc/self/task", e))?;
     let mut out = Vec::new();
     for entry in dir.flatten() {
-        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(attr) = attr_of(tid) else {
@@ -60,6 +64,8 @@ pub(crate) fn confine_process(rt: &CpuSet, general: &CpuSet) -> Result<Vec<(i32,
         }
         match sys::cpu::set_affinity(t.tid, &to) {
             Ok(()) => saved.push((t.tid, t.affinity)),
+            // The thread ended since it was listed: nothing to move.
+            Err(e) if e.errno() == Some(libc::ESRCH) => {}
             Err(e) => {
                 restore(&saved);
                 return Err(e);

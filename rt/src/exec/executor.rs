@@ -128,8 +128,7 @@ impl Executor {
         let mut warnings = Vec::new();
         let mut cores = Vec::new();
         for c in &rt {
-            let edf_threads = if c.scheduler == Scheduler::Edf && c.dispatch == Dispatch::Threads
-            {
+            let edf_threads = if c.scheduler == Scheduler::Edf && c.dispatch == Dispatch::Threads {
                 Some(edf_mode(c, &mut warnings)?)
             } else {
                 None
@@ -242,7 +241,10 @@ impl Executor {
     /// Thread ids of the admitted RT work: task threads (threads model) and dispatchers
     /// (cooperative model).
     pub fn rt_tids(&self) -> Vec<i32> {
-        let tasks = self.tasks.iter().filter_map(|t| t.thread.as_ref().map(RtThread::tid));
+        let tasks = self
+            .tasks
+            .iter()
+            .filter_map(|t| t.thread.as_ref().map(RtThread::tid));
         let dispatchers = self.cores.iter().filter_map(|c| {
             c.cooperative
                 .as_ref()
@@ -376,7 +378,10 @@ impl Executor {
         let Some(core) = self.cores.get(core_index) else {
             return refuse(
                 self,
-                format!("admission placed task `{}` on RT core {core_index}, which does not exist", spec.name),
+                format!(
+                    "admission placed task `{}` on RT core {core_index}, which does not exist",
+                    spec.name
+                ),
             );
         };
         let cpu = core.config.cpu;
@@ -695,7 +700,9 @@ fn edf_mode(c: &CoreConfig, warnings: &mut Vec<String>) -> Result<EdfThreads> {
     let file = c
         .file
         .as_ref()
-        .map_or("the embedded default".to_string(), |f| f.display().to_string());
+        .map_or("the embedded default".to_string(), |f| {
+            f.display().to_string()
+        });
     let shield = crate::shield::status().ok();
     let active = shield.as_ref().is_some_and(|s| s.active);
     let covers = shield
@@ -707,7 +714,10 @@ fn edf_mode(c: &CoreConfig, warnings: &mut Vec<String>) -> Result<EdfThreads> {
         return Ok(EdfThreads::Deadline);
     }
     let why = if !c.shield {
-        format!("CPU {} does not ask for the shield (`shield = false` in {file})", c.cpu)
+        format!(
+            "CPU {} does not ask for the shield (`shield = false` in {file})",
+            c.cpu
+        )
     } else if !active {
         "no shield is active (run `rtpm shield` as root first)".to_string()
     } else {

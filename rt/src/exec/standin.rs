@@ -189,10 +189,7 @@ impl Admission {
     }
 
     fn load(&self, core: usize) -> f64 {
-        self.tasks[core]
-            .iter()
-            .map(|(_, t)| self.u(t))
-            .sum::<f64>()
+        self.tasks[core].iter().map(|(_, t)| self.u(t)).sum::<f64>()
     }
 
     fn u(&self, t: &TaskSpec) -> f64 {
@@ -264,13 +261,17 @@ impl Admission {
         let Some(tasks) = self.tasks.get(core) else {
             return Vec::new();
         };
-        let mut order: Vec<(Nanos, TaskId)> = tasks.iter().map(|(id, t)| (t.deadline, *id)).collect();
+        let mut order: Vec<(Nanos, TaskId)> =
+            tasks.iter().map(|(id, t)| (t.deadline, *id)).collect();
         order.sort();
         let fp = matches!(self.cores[core].policy, Policy::Fp(_));
         tasks
             .iter()
             .map(|(id, _)| {
-                let rank = order.iter().position(|(_, o)| o == id).map(|p| p as u32 + 1);
+                let rank = order
+                    .iter()
+                    .position(|(_, o)| o == id)
+                    .map(|p| p as u32 + 1);
                 (*id, if fp { rank } else { None })
             })
             .collect()
