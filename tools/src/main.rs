@@ -28,12 +28,15 @@ enum Command {
     Topology(cmd::topology::TopologyArgs),
     /// Shield the RT cores with exclusive cpusets (root), or undo / show it.
     Shield(cmd::shield::ShieldArgs),
+    /// Measure the executor's wake-up latency against a same-run cyclictest-method baseline.
+    Latency(cmd::latency::LatencyArgs),
 }
 
 fn main() -> ExitCode {
     let code = match Cli::parse().command {
         Command::Topology(a) => cmd::topology::run(a),
         Command::Shield(a) => cmd::shield::run(a),
+        Command::Latency(a) => cmd::latency::run(a),
     };
     ExitCode::from(code)
 }

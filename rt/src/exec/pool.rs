@@ -17,6 +17,7 @@ type Work = Box<dyn FnOnce() + Send + 'static>;
 #[derive(Debug)]
 pub struct Pool {
     tx: Option<Sender<Work>>,
+    idle_tx: Option<Sender<Work>>,
     workers: Vec<RtThread<()>>,
     tids: Vec<i32>,
     idle_tids: Vec<i32>,
@@ -28,13 +29,29 @@ fn worker(rx: Receiver<Work>) {
     }
 }
 
+/// An idle-time worker takes idle-only work first, and general work too.
+fn idle_worker(idle: Receiver<Work>, general: Receiver<Work>) {
+    loop {
+        let work = crossbeam_channel::select! {
+            recv(idle) -> w => w,
+            recv(general) -> w => w,
+        };
+        match work {
+            Ok(w) => w(),
+            Err(_) => return,
+        }
+    }
+}
+
 impl Pool {
     /// `n` SCHED_OTHER workers on `general`, plus one SCHED_IDLE worker on each CPU of
     /// `share_idle`.
     pub(crate) fn start(n: usize, general: CpuSet, share_idle: CpuSet) -> Result<Pool> {
         let (tx, rx) = crossbeam_channel::unbounded::<Work>();
+        let (idle_tx, idle_rx) = crossbeam_channel::unbounded::<Work>();
         let mut pool = Pool {
             tx: Some(tx),
+            idle_tx: Some(idle_tx),
             workers: Vec::new(),
             tids: Vec::new(),
             idle_tids: Vec::new(),
@@ -49,11 +66,11 @@ impl Pool {
             pool.workers.push(t);
         }
         for cpu in share_idle.iter() {
-            let rx = rx.clone();
+            let (rx, idle_rx) = (rx.clone(), idle_rx.clone());
             let t = ThreadBuilder::new(format!("rtpm-idle-{cpu}"))
                 .policy(Policy::Idle)
                 .affinity(CpuSet::single(cpu))
-                .spawn(move || worker(rx))?;
+                .spawn(move || idle_worker(idle_rx, rx))?;
             pool.idle_tids.push(t.tid());
             pool.workers.push(t);
         }
@@ -64,6 +81,23 @@ impl Pool {
     pub fn submit(&self, work: impl FnOnce() + Send + 'static) -> Result<()> {
         let tx = self
             .tx
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("the best-effort pool has stopped".into()))?;
+        tx.send(Box::new(work))
+            .map_err(|_| Error::Invalid("the best-effort pool has stopped".into()))
+    }
+
+    /// Queues `work` for the idle-time workers only (SCHED_IDLE on `share_idle` RT
+    /// cores): it runs only when an RT core has nothing to do. Refused when no RT core
+    /// shares its idle time.
+    pub fn submit_idle(&self, work: impl FnOnce() + Send + 'static) -> Result<()> {
+        if self.idle_tids.is_empty() {
+            return Err(Error::Invalid(
+                "no RT core shares its idle time (`share_idle = true` in its core file)".into(),
+            ));
+        }
+        let tx = self
+            .idle_tx
             .as_ref()
             .ok_or_else(|| Error::Invalid("the best-effort pool has stopped".into()))?;
         tx.send(Box::new(work))
@@ -88,6 +122,7 @@ impl Pool {
     /// Closes the queue and waits for the workers to finish their work.
     pub(crate) fn stop(&mut self) {
         self.tx = None;
+        self.idle_tx = None;
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
