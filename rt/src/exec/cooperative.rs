@@ -264,3 +264,103 @@ pub(crate) fn run_dispatcher(
     }
     d.stop(policy);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::gate::{TaskId, TaskSpec};
+    use crate::exec::options::TaskOptions;
+    use crate::exec::stats::TaskStats;
+    use crate::exec::task::{Periodic, TaskShared};
+    use crate::time::Nanos;
+    use std::sync::atomic::AtomicU32;
+
+    fn task(
+        id: u64,
+        period: Nanos,
+        deadline: Nanos,
+        rank: u32,
+        first: Instant,
+    ) -> Box<dyn Runnable> {
+        let shared = Arc::new(TaskShared {
+            id: TaskId(id),
+            spec: TaskSpec::periodic(format!("t{id}"), period, Nanos::us(1))
+                .with_deadline(deadline),
+            options: TaskOptions::default(),
+            cpu: 0,
+            core: 0,
+            stats: Arc::new(TaskStats::new()),
+            wake: Arc::new(WakeWord::new()),
+            rank: AtomicU32::new(rank),
+        });
+        Box::new(Periodic::new(shared, first, |_: &crate::exec::Job| {}))
+    }
+
+    fn order(scheduler: Scheduler) -> Vec<usize> {
+        let mut d = Dispatcher::new(scheduler);
+        let t0 = Instant(1_000_000);
+        // Slot 0: long deadline, high rank; slot 1: short deadline, low rank.
+        d.inbox
+            .push((0, task(1, Nanos::ms(10), Nanos::ms(9), 1, t0)))
+            .ok();
+        d.inbox
+            .push((1, task(2, Nanos::ms(10), Nanos::ms(2), 2, t0)))
+            .ok();
+        let mut ran = Vec::new();
+        for _ in 0..2 {
+            match d.step(t0) {
+                Step::Run { slot, release } => {
+                    assert_eq!(release, t0);
+                    ran.push(slot);
+                    let end = d.run(slot, release, Timing::Wall);
+                    // Finished "at t0": the next releases are in the future.
+                    assert!(d.finish(slot, end, t0).is_none());
+                }
+                other => panic!("expected a job, got {other:?}"),
+            }
+        }
+        // Both next releases are t0 + 10 ms: the dispatcher sleeps until then.
+        assert_eq!(
+            d.step(t0),
+            Step::Sleep {
+                until: Some(t0.add(Nanos::ms(10)))
+            }
+        );
+        ran
+    }
+
+    #[test]
+    fn edf_runs_the_earliest_deadline_first() {
+        assert_eq!(order(Scheduler::Edf), vec![1, 0]);
+    }
+
+    #[test]
+    fn fixed_priority_runs_the_best_rank_first() {
+        assert_eq!(order(Scheduler::Fp), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_timer_becomes_ready_when_due() {
+        let mut d = Dispatcher::new(Scheduler::Edf);
+        let t0 = Instant(5_000_000);
+        d.inbox
+            .push((
+                3,
+                task(1, Nanos::ms(1), Nanos::ms(1), 0, t0.add(Nanos::us(300))),
+            ))
+            .ok();
+        assert_eq!(
+            d.step(t0),
+            Step::Sleep {
+                until: Some(t0.add(Nanos::us(300)))
+            }
+        );
+        assert_eq!(
+            d.step(t0.add(Nanos::us(300))),
+            Step::Run {
+                slot: 3,
+                release: t0.add(Nanos::us(300))
+            }
+        );
+    }
+}
