@@ -71,7 +71,10 @@ fn the_rt_core_allocates_nothing_after_start() {
     RT.store(rt_cpu(), Ordering::Relaxed);
     for (tag, keys) in [
         ("threads-fp", "scheduler = \"fp\"\ndispatch = \"threads\""),
-        ("coop-edf", "scheduler = \"edf\"\ndispatch = \"cooperative\""),
+        (
+            "coop-edf",
+            "scheduler = \"edf\"\ndispatch = \"cooperative\"",
+        ),
         ("coop-fp", "scheduler = \"fp\"\ndispatch = \"cooperative\""),
     ] {
         let (_dir, cfg) = config(&format!("alloc-{tag}"), keys);
@@ -129,9 +132,23 @@ fn the_rt_core_allocates_nothing_after_start() {
             ANYWHERE.load(Ordering::Relaxed)
         );
         assert!(jobs >= JOBS, "{tag}: only {jobs} jobs ran");
-        assert!(report.tasks.iter().find(|t| t.name == "s").unwrap().completed > 100);
+        assert!(
+            report
+                .tasks
+                .iter()
+                .find(|t| t.name == "s")
+                .unwrap()
+                .completed
+                > 100
+        );
         // The counter works: the general core allocated (the snapshots above).
-        assert!(ANYWHERE.load(Ordering::Relaxed) > 0, "{tag}: the allocator counted nothing at all");
-        assert_eq!(on_rt, 0, "{tag}: the RT core allocated {on_rt} times across {jobs} jobs");
+        assert!(
+            ANYWHERE.load(Ordering::Relaxed) > 0,
+            "{tag}: the allocator counted nothing at all"
+        );
+        assert_eq!(
+            on_rt, 0,
+            "{tag}: the RT core allocated {on_rt} times across {jobs} jobs"
+        );
     }
 }
