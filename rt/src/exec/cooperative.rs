@@ -7,11 +7,14 @@
 //! arrive boxed through a lock-free inbox and leave (demoted, or at stop) through an
 //! outbox, so even adding and removing tasks allocates nothing on the RT core.
 //!
-//! Producers of sporadic activations set the task's bit in the core's pending mask and
-//! wake the core's futex word. When idle, the dispatcher sleeps on that word with an
-//! absolute `CLOCK_MONOTONIC` timeout at its earliest timer (`FUTEX_WAIT_BITSET`, the
-//! same hrtimer as `clock_nanosleep(TIMER_ABSTIME)`), so a periodic release and a
-//! sporadic activation wake the same sleep.
+//! When idle, the dispatcher sleeps until its earliest timer, an absolute
+//! `CLOCK_MONOTONIC` time. With only periodic tasks on the core it sleeps with
+//! `clock_nanosleep(TIMER_ABSTIME)`, exactly as a task thread does. With a sporadic task
+//! on the core it must also wake for activations: producers set the task's bit in the
+//! core's pending mask and wake the core's futex word, and the dispatcher sleeps on that
+//! word with the same absolute timeout (`FUTEX_WAIT_BITSET`, the same hrtimer), so a
+//! periodic release and a sporadic activation wake the same sleep. A task added while the
+//! dispatcher sleeps on the clock is taken in at the next release.
 //!
 //! [`Dispatcher`] holds the scheduling decisions and takes `now` as an argument; the
 //! thread around it ([`run_dispatcher`]) reads the clock and sleeps.
@@ -81,6 +84,8 @@ pub(crate) enum Step {
 pub(crate) struct Dispatcher {
     scheduler: Scheduler,
     slots: Vec<Option<Slot>>,
+    /// How many slots hold a sporadic task (the dispatcher then sleeps on its futex).
+    sporadic: usize,
     ready: BinaryHeap<Entry, Min, MAX_TASKS_PER_CORE>,
     timers: BinaryHeap<Entry, Min, MAX_TASKS_PER_CORE>,
     /// Boxed tasks to take in, from the control side.
@@ -94,6 +99,7 @@ impl Dispatcher {
         Dispatcher {
             scheduler,
             slots: (0..MAX_TASKS_PER_CORE).map(|_| None).collect(),
+            sporadic: 0,
             ready: BinaryHeap::new(),
             timers: BinaryHeap::new(),
             inbox: Arc::new(ArrayQueue::new(MAX_TASKS_PER_CORE)),
@@ -136,6 +142,9 @@ impl Dispatcher {
     pub(crate) fn step(&mut self, now: Instant) -> Step {
         while let Some((slot, task)) = self.inbox.pop() {
             if let Some(place) = self.slots.get_mut(slot) {
+                if task.is_sporadic() {
+                    self.sporadic += 1;
+                }
                 *place = Some(Slot {
                     task,
                     queued: false,
@@ -194,7 +203,13 @@ impl Dispatcher {
                 self.schedule(slot, now);
                 None
             }
-            JobEnd::Demote => Some(self.slots.get_mut(slot)?.take()?.task),
+            JobEnd::Demote => {
+                let task = self.slots.get_mut(slot)?.take()?.task;
+                if task.is_sporadic() {
+                    self.sporadic = self.sporadic.saturating_sub(1);
+                }
+                Some(task)
+            }
         }
     }
 
@@ -252,9 +267,14 @@ pub(crate) fn run_dispatcher(
                 if stop.load(Ordering::Acquire) {
                     break;
                 }
-                let seen = d.signal.word.seq();
-                if d.quiet() && !stop.load(Ordering::Acquire) {
-                    d.signal.word.wait(seen, until);
+                match until {
+                    Some(t) if d.sporadic == 0 => sleep_until(t),
+                    _ => {
+                        let seen = d.signal.word.seq();
+                        if d.quiet() && !stop.load(Ordering::Acquire) {
+                            d.signal.word.wait(seen, until);
+                        }
+                    }
                 }
             }
         }
@@ -298,7 +318,7 @@ mod tests {
 
     fn order(scheduler: Scheduler) -> Vec<usize> {
         let mut d = Dispatcher::new(scheduler);
-        let t0 = Instant(1_000_000);
+        let t0 = MonotonicClock.now().add(Nanos::ms(50));
         // Slot 0: long deadline, high rank; slot 1: short deadline, low rank.
         d.inbox
             .push((0, task(1, Nanos::ms(10), Nanos::ms(9), 1, t0)))
@@ -342,7 +362,7 @@ mod tests {
     #[test]
     fn a_timer_becomes_ready_when_due() {
         let mut d = Dispatcher::new(Scheduler::Edf);
-        let t0 = Instant(5_000_000);
+        let t0 = MonotonicClock.now().add(Nanos::ms(50));
         d.inbox
             .push((
                 3,

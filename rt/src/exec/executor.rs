@@ -25,10 +25,6 @@ use crate::sys;
 use crate::thread::{DeadlineFlags, Policy, RtThread, ThreadBuilder};
 use crate::time::{Clock, Instant, MonotonicClock, Nanos};
 
-/// How long after `spawn` a periodic task's first release may come at the earliest, so
-/// its thread is set up before it.
-const FIRST_RELEASE_LEAD: Nanos = Nanos::ms(2);
-
 /// How an EDF core in the threads model runs its tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum EdfThreads {
@@ -174,7 +170,7 @@ impl Executor {
             supervisor: None,
             pool: None,
             restore,
-            epoch: now.add(FIRST_RELEASE_LEAD),
+            epoch: now,
             started: now,
             stopped: false,
         };
@@ -266,7 +262,8 @@ impl Executor {
 
     /// Spawns a periodic task: admission first (a refusal changes nothing), then its
     /// thread or its place on the core's dispatcher. Releases are aligned to the
-    /// executor's epoch plus the task's offset, so tasks keep their relative phases.
+    /// executor's start plus the task's offset, so tasks keep their relative phases; the
+    /// first is the first aligned release after the runner has taken the task.
     pub fn spawn_periodic<F>(
         &mut self,
         spec: TaskSpec,
@@ -283,8 +280,7 @@ impl Executor {
             )));
         }
         let adm = self.admit(spec, options)?;
-        let first = self.first_release(&adm.shared.spec);
-        let task = Box::new(Periodic::new(Arc::clone(&adm.shared), first, body));
+        let task = Box::new(Periodic::new(Arc::clone(&adm.shared), self.epoch, body));
         let id = adm.shared.id;
         self.launch(adm, task)?;
         Ok(id)
@@ -335,17 +331,6 @@ impl Executor {
         let id = adm.shared.id;
         self.launch(adm, task)?;
         Ok((id, activator))
-    }
-
-    fn first_release(&self, spec: &TaskSpec) -> Instant {
-        let earliest = MonotonicClock.now().add(FIRST_RELEASE_LEAD);
-        let base = self.epoch.add(spec.offset);
-        if base >= earliest {
-            return base;
-        }
-        let period = spec.period.get().max(1);
-        let k = earliest.since(base).get().div_ceil(period);
-        base.add(Nanos(k.saturating_mul(period)))
     }
 
     /// Runs admission and reserves the task's place; on any refusal nothing changed.

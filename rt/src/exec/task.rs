@@ -17,7 +17,7 @@ use super::options::{OverrunPolicy, TaskOptions};
 use super::stats::{JobFigures, TaskStats};
 use super::wake::WakeWord;
 use crate::sys;
-use crate::time::{Clock, Instant, MonotonicClock};
+use crate::time::{Clock, Instant, MonotonicClock, Nanos};
 
 /// What every holder of a task shares: its identity, spec, accounting and wake word.
 #[derive(Debug)]
@@ -131,22 +131,49 @@ fn after_job(shared: &TaskShared, overran: bool, skip_next: &mut bool) -> JobEnd
     }
 }
 
+/// How far ahead of "now" a periodic task's first release is placed, when its runner
+/// first asks for it.
+const FIRST_RELEASE_LEAD: Nanos = Nanos::us(200);
+
+/// The first release of a task with `period` and `offset` aligned to `epoch` that comes
+/// no earlier than `earliest`: `epoch + offset + k·period` for the smallest such `k`.
+pub(crate) fn aligned_release(
+    epoch: Instant,
+    offset: Nanos,
+    period: Nanos,
+    earliest: Instant,
+) -> Instant {
+    let base = epoch.add(offset);
+    if base >= earliest {
+        return base;
+    }
+    let period = period.get().max(1);
+    let k = earliest.since(base).get().div_ceil(period);
+    base.add(Nanos(k.saturating_mul(period)))
+}
+
 /// A periodic task.
 pub(crate) struct Periodic<F> {
     shared: Arc<TaskShared>,
     body: F,
-    next: Instant,
+    /// Releases are aligned to this instant plus the task's offset.
+    epoch: Instant,
+    /// The next release; `None` until the runner first asks, so that the time it takes to
+    /// start the runner never makes the first releases late.
+    next: Option<Instant>,
     seq: u64,
     skip_next: bool,
 }
 
 impl<F: FnMut(&Job) + Send> Periodic<F> {
-    /// Its first release is `first`.
-    pub(crate) fn new(shared: Arc<TaskShared>, first: Instant, body: F) -> Periodic<F> {
+    /// Its releases are `epoch + offset + k·period`, from the first that comes after its
+    /// runner has started.
+    pub(crate) fn new(shared: Arc<TaskShared>, epoch: Instant, body: F) -> Periodic<F> {
         Periodic {
             shared,
             body,
-            next: first,
+            epoch,
+            next: None,
             seq: 0,
             skip_next: false,
         }
@@ -159,18 +186,29 @@ impl<F: FnMut(&Job) + Send> Runnable for Periodic<F> {
     }
 
     fn next_release(&mut self) -> Option<Instant> {
+        let spec = &self.shared.spec;
+        let mut next = match self.next {
+            Some(n) => n,
+            None => aligned_release(
+                self.epoch,
+                spec.offset,
+                spec.period,
+                MonotonicClock.now().add(FIRST_RELEASE_LEAD),
+            ),
+        };
         if self.skip_next {
             self.skip_next = false;
             self.shared.stats.count_skip();
-            self.next = self.next.add(self.shared.spec.period);
+            next = next.add(spec.period);
         }
-        Some(self.next)
+        self.next = Some(next);
+        Some(next)
     }
 
     fn run(&mut self, release: Instant, timing: Timing) -> JobEnd {
         let seq = self.seq;
         self.seq += 1;
-        self.next = release.add(self.shared.spec.period);
+        self.next = Some(release.add(self.shared.spec.period));
         let body = &mut self.body;
         let overran = run_job(&self.shared, seq, release, release, timing, |j| body(j));
         after_job(&self.shared, overran, &mut self.skip_next)

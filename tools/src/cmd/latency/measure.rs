@@ -139,20 +139,19 @@ pub fn baseline_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), 
     } else {
         None
     };
-    let now = MonotonicClock.now();
-    let epoch = now.add(Nanos::ms(2));
-    let end = now.add(Nanos::from_duration(len));
+    let epoch = MonotonicClock.now();
+    let end = epoch.add(Nanos::from_duration(len));
     let mut threads = Vec::new();
     for i in 0..plan.tasks {
         let priority = t.priorities.get(i).copied().unwrap_or(plan.band_hi);
         let interval = plan.interval;
-        let first = epoch.add(plan.offset(i));
+        let offset = plan.offset(i);
         let th = ThreadBuilder::new(format!("baseline-{i}"))
             .policy(Policy::Fifo { priority })
             .affinity(CpuSet::single(plan.cpu))
             .stack_size(256 * 1024)
             .prefault_stack(64 * 1024)
-            .spawn(move || cyclic(first, interval, end))
+            .spawn(move || cyclic(epoch, offset, interval, end))
             .map_err(|e| format!("baseline thread {i}: {e}"))?;
         threads.push(th);
     }
@@ -171,11 +170,16 @@ pub fn baseline_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), 
 }
 
 /// cyclictest's measuring loop: sleep until the next absolute release, read the clock,
-/// record the difference.
-fn cyclic(first: Instant, interval: Nanos, end: Instant) -> AtomicHistogram {
+/// record the difference. Releases are `epoch + offset + k·interval`, from the first that
+/// comes after the thread has started (as the executor's tasks do), so the time it takes
+/// to start the thread never counts as latency.
+fn cyclic(epoch: Instant, offset: Nanos, interval: Nanos, end: Instant) -> AtomicHistogram {
     let h = AtomicHistogram::new();
     let clock = MonotonicClock;
-    let mut next = first;
+    let earliest = clock.now().add(Nanos::us(200));
+    let base = epoch.add(offset);
+    let k = earliest.since(base).get().div_ceil(interval.get().max(1));
+    let mut next = base.add(Nanos(k * interval.get()));
     while next < end {
         sleep_until(next);
         let now = clock.now();
