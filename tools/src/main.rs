@@ -25,8 +25,26 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Show the cores, their roles and policies, and what this machine permits.
+    ///
+    /// Lists the CPUs this process may use (its affinity and cpuset cgroup), the role and
+    /// policy of each from the effective per-core config (DIR/cores/cpuN.toml, or the
+    /// embedded default), and what the machine permits: the RT priority limit, whether
+    /// SCHED_FIFO and SCHED_DEADLINE work (probed in a throwaway thread, then undone), the
+    /// deadline bandwidth cap, whether io_uring works (probed) or is disabled, the memlock
+    /// limit, and whether the shield is active.
+    ///
+    /// Example: rtpm topology --config config/example --json
     Topology(cmd::topology::TopologyArgs),
     /// Shield the RT cores with exclusive cpusets (root), or undo / show it.
+    ///
+    /// Makes the RT cores a scheduler root domain of their own with exclusive cpusets
+    /// (cgroup v1 or v2) and moves every other movable task of the system to the general
+    /// cores, so nothing else runs on the RT cores and SCHED_DEADLINE threads can be
+    /// pinned to them. Kernel threads bound to a CPU cannot move and are counted. Every
+    /// change is journalled in /run/rtpm/shield.toml; a setup that fails halfway rolls
+    /// back, and `rtpm shield --undo` restores exactly what was there before.
+    ///
+    /// Examples: sudo rtpm shield --config config/example; rtpm shield --status; sudo rtpm shield --undo
     Shield(cmd::shield::ShieldArgs),
     /// Measure the executor's wake-up latency against a same-run cyclictest-method baseline.
     Latency(cmd::latency::LatencyArgs),

@@ -7,10 +7,7 @@ use rtpm_rt::shield;
 
 use super::{BAD_INPUT, NO, OK};
 
-/// Shield the RT cores: make them a root domain of their own with exclusive cpusets
-/// (cgroup v1 or v2), and move every other movable task of the system to the general
-/// cores. Needs root. The changes are journalled in /run/rtpm/shield.toml, so
-/// `rtpm shield --undo` restores exactly what was there before.
+/// The flags of this subcommand (its help text is on the `Command` variant).
 #[derive(Args, Debug)]
 pub struct ShieldArgs {
     /// A config folder holding cores/cpuN.toml; without it, the embedded default (the

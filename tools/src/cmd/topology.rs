@@ -11,10 +11,7 @@ use serde::Serialize;
 
 use super::{BAD_INPUT, OK};
 
-/// Show the CPUs this process may use, the role and policy of each (from the effective
-/// per-core config), and what the machine permits: RT priority limit, SCHED_FIFO and
-/// SCHED_DEADLINE (probed in a throwaway thread, then undone), the deadline bandwidth cap,
-/// io_uring (probed), the memlock limit and the shield.
+/// The flags of this subcommand (its help text is on the `Command` variant).
 #[derive(Args, Debug)]
 pub struct TopologyArgs {
     /// A config folder holding cores/cpuN.toml; without it, the embedded default (last
