@@ -9,7 +9,7 @@ use super::activation::{ActivationQueue, Activator, WakeRoute};
 use super::affinity;
 use super::context::Context;
 use super::cooperative::{CoreSignal, Dispatcher, run_dispatcher};
-use super::gate::{Gate, TaskId, TaskKind, TaskSpec};
+use super::gate::{Gate, GateCore, TaskId, TaskKind, TaskSpec};
 use super::job::Job;
 use super::options::{ExecConfig, MAX_TASKS_PER_CORE, TaskOptions};
 use super::pool::Pool;
@@ -156,7 +156,14 @@ impl Executor {
         } else {
             Vec::new()
         };
-        let gate = Gate::new(p, config.job_overhead);
+        let gate_cores: Vec<GateCore<'_>> = cores
+            .iter()
+            .map(|c| GateCore {
+                config: &c.config,
+                edf_as_fifo: c.edf_threads == Some(EdfThreads::FifoFallback),
+            })
+            .collect();
+        let gate = Gate::new(&gate_cores, config.priority_assignment, config.job_overhead);
         let ctx = Arc::new(Context::new(gate, general, config.stop));
         for w in warnings {
             ctx.record(ExecEvent::Warning { message: w });
@@ -406,44 +413,26 @@ impl Executor {
             core: core_index,
             stats: Arc::new(TaskStats::new()),
             wake: Arc::new(WakeWord::new()),
-            rank: AtomicU32::new(placement.priority.unwrap_or(0)),
+            rank: AtomicU32::new(placement.rank.unwrap_or(0)),
         });
         Ok(Admitted { shared, slot })
     }
 
     /// The SCHED_FIFO priority of every task admission holds on `core` (threads model),
-    /// or `None` if the band is too narrow. Fixed priority follows admission's ranks;
-    /// the EDF fallback uses deadline-monotonic order.
+    /// or `None` if the band is too narrow.
     fn priorities(&self, core: usize) -> Option<Vec<(TaskId, u8)>> {
         let c = self.cores.get(core)?;
         let band = c.config.priority_band;
         let ranks = self.ctx.gate().ranks(core);
-        match c.edf_threads {
-            Some(EdfThreads::Deadline) => Some(Vec::new()),
-            Some(EdfThreads::FifoFallback) => {
-                let mut by_deadline: Vec<(Nanos, TaskId)> = ranks
-                    .iter()
-                    .map(|(id, _)| {
-                        let d = self
-                            .tasks
-                            .iter()
-                            .find(|t| t.shared.id == *id)
-                            .map_or(Nanos::ZERO, |t| t.shared.spec.deadline);
-                        (d, *id)
-                    })
-                    .collect();
-                by_deadline.sort();
-                by_deadline
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, id))| Some((*id, fifo_priority(band, i as u32 + 1)?)))
-                    .collect()
-            }
-            None => ranks
-                .iter()
-                .map(|(id, rank)| Some((*id, fifo_priority(band, rank.unwrap_or(1))?)))
-                .collect(),
+        if c.edf_threads == Some(EdfThreads::Deadline) {
+            return Some(Vec::new());
         }
+        // Fixed priority, and the EDF fallback (analysed as deadline-monotonic), follow
+        // admission's ranks.
+        ranks
+            .iter()
+            .map(|(id, rank)| Some((*id, fifo_priority(band, rank.unwrap_or(1))?)))
+            .collect()
     }
 
     /// Starts an admitted task; on failure gives its place back.

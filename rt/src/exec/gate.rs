@@ -1,46 +1,62 @@
-//! The executor's one call site of admission control: every task goes through
-//! [`Gate::try_admit`], and nothing reaches an RT core any other way.
+//! The executor's one call site of admission control ([`crate::admission`]): every task
+//! goes through [`Gate::try_admit`], and nothing reaches an RT core any other way.
+//!
+//! Each RT core is offered to admission as the model it really runs: the threads model
+//! is preemptive, the cooperative one is not; fixed priority uses the configured
+//! assignment; EDF in the threads model is checked against the kernel's SCHED_DEADLINE
+//! bandwidth too, and an EDF core running its `fallback = "fifo"` is analysed as the
+//! deadline-monotonic fixed-priority core it then is.
 
-use crate::config::{Dispatch, Partition, Role, Scheduler};
+use crate::admission::{self, Admission, AdmissionOptions, CoreSpec, PriorityAssignment};
+use crate::config::{CoreConfig, Dispatch, Scheduler};
 use crate::time::Nanos;
 
-use super::standin as admission;
-pub use admission::{Placement, Rejection, TaskId, TaskKind, TaskSpec};
+pub use crate::admission::{Placement, Rejection, TaskId, TaskKind, TaskSpec};
 
-/// The per-job overhead admission adds to every wcet, unless configured otherwise.
+/// The per-job overhead admission adds to every wcet, unless configured otherwise
+/// (admission's [`admission::DEFAULT_JOB_OVERHEAD`]).
 pub fn default_job_overhead() -> Nanos {
-    Nanos::us(10)
+    admission::DEFAULT_JOB_OVERHEAD
 }
 
-/// Admission control for the RT cores of one partition, in RT-core index order.
+/// One RT core as the executor will run it.
+pub(crate) struct GateCore<'a> {
+    pub(crate) config: &'a CoreConfig,
+    /// EDF in the threads model running under SCHED_FIFO (`fallback = "fifo"`).
+    pub(crate) edf_as_fifo: bool,
+}
+
+/// Admission control for the executor's RT cores, in RT-core index order.
 #[derive(Debug)]
 pub(crate) struct Gate {
-    admission: admission::Admission,
+    admission: Admission,
 }
 
 impl Gate {
-    /// A controller whose cores are `partition`'s RT cores, in CPU order.
-    pub(crate) fn new(partition: &Partition, job_overhead: Nanos) -> Gate {
+    /// A controller whose core `i` is `cores[i]`.
+    pub(crate) fn new(
+        cores: &[GateCore<'_>],
+        assignment: PriorityAssignment,
+        job_overhead: Nanos,
+    ) -> Gate {
         let dl = crate::probe::dl_bandwidth();
-        let cores = partition
-            .cores
+        let specs = cores
             .iter()
-            .filter(|c| c.role == Role::Rt)
-            .map(|c| admission::CoreSpec {
-                policy: match c.scheduler {
-                    Scheduler::Edf => admission::Policy::Edf,
-                    Scheduler::Fp => admission::Policy::Fp(admission::PriorityAssignment::Dm),
-                },
-                preemptive: c.dispatch == Dispatch::Threads,
-                utilization_cap: c.utilization_cap,
-                dl_bandwidth: Some(dl),
+            .map(|c| {
+                let mut spec = match (c.config.scheduler, c.edf_as_fifo) {
+                    (Scheduler::Edf, false) => CoreSpec::edf().with_dl_bandwidth(dl),
+                    (Scheduler::Edf, true) => CoreSpec::fp(PriorityAssignment::Dm),
+                    (Scheduler::Fp, _) => CoreSpec::fp(assignment),
+                };
+                if c.config.dispatch == Dispatch::Cooperative {
+                    spec = spec.non_preemptive();
+                }
+                spec.with_cap(c.config.utilization_cap)
             })
             .collect();
+        let options = AdmissionOptions::default().with_job_overhead(job_overhead);
         Gate {
-            admission: admission::Admission::new(
-                cores,
-                admission::AdmissionOptions { job_overhead },
-            ),
+            admission: Admission::new(specs, options),
         }
     }
 
@@ -51,11 +67,15 @@ impl Gate {
 
     /// Gives `id`'s capacity back.
     pub(crate) fn release(&mut self, id: TaskId) {
-        self.admission.release(id);
+        let _ = self.admission.release(id);
     }
 
-    /// The tasks on RT core `core` with their current fixed-priority ranks (1 highest).
+    /// The tasks on RT core `core` with their current fixed-priority ranks (1 highest;
+    /// `None` under EDF).
     pub(crate) fn ranks(&self, core: usize) -> Vec<(TaskId, Option<u32>)> {
-        self.admission.core_tasks(core)
+        self.admission
+            .core_tasks(core)
+            .map(|(id, _, rank)| (id, rank))
+            .collect()
     }
 }

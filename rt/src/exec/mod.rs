@@ -45,7 +45,6 @@ mod gate;
 mod job;
 mod options;
 mod pool;
-mod standin;
 mod stats;
 mod supervisor;
 mod task;

@@ -1,5 +1,6 @@
 //! What a user chooses: per-task options and the executor's configuration.
 
+use crate::admission::PriorityAssignment;
 use crate::config::Partition;
 use crate::time::Nanos;
 
@@ -103,11 +104,15 @@ pub struct ExecConfig {
     pub job_overhead: Nanos,
     /// What stop does with queued activations.
     pub stop: StopPolicy,
+    /// How admission orders the tasks of fixed-priority cores (their SCHED_FIFO order in
+    /// the threads model, their dispatch order in the cooperative one).
+    pub priority_assignment: PriorityAssignment,
 }
 
 impl ExecConfig {
     /// Defaults for `partition`: lock memory, prefault 64 KiB of a 256 KiB stack, confine
-    /// the process, one pool thread per general core.
+    /// the process, one pool thread per general core, admission's default per-job
+    /// overhead, deadline-monotonic priorities.
     pub fn new(partition: Partition) -> ExecConfig {
         ExecConfig {
             partition,
@@ -118,6 +123,7 @@ impl ExecConfig {
             pool_threads: 0,
             job_overhead: super::gate::default_job_overhead(),
             stop: StopPolicy::Cancel,
+            priority_assignment: PriorityAssignment::Dm,
         }
     }
 }
