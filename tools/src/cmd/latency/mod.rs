@@ -332,11 +332,11 @@ fn write_files(a: &LatencyArgs, t: &Totals, cyclic: Option<&Histogram<u64>>) -> 
         });
     }
     let title = format!(
-        "rtpm latency: {} task(s) every {}, {:?} model, load {:?}{}",
+        "rtpm latency: {} task(s) every {}, {} model, load {}{}",
         a.tasks,
         a.interval,
-        a.model,
-        a.load,
+        format!("{:?}", a.model).to_lowercase(),
+        format!("{:?}", a.load).to_lowercase(),
         if a.share_idle { ", share_idle" } else { "" }
     );
     write("latency.svg", plot::svg(&title, &series))
