@@ -63,7 +63,9 @@ fn check_accounted(r: &TaskReport, expect_jobs: u64) {
     // A job is released, runs and completes: nothing is left in flight after stop.
     assert_eq!(r.released, r.completed, "{}: {r:?}", r.name);
     assert_eq!(r.deadline_misses, 0, "{}: deadline misses: {r:?}", r.name);
-    assert_eq!(r.overruns, 0, "{}: overruns: {r:?}", r.name);
+    // Overruns are not asserted here: in the cooperative model a job's execution is its
+    // wall time, which time stolen by the hypervisor lengthens; overrun accounting is
+    // tested where overruns are caused on purpose (the demote and skip tests).
     assert_eq!(r.release_latency_ns.samples, r.completed, "{}", r.name);
     assert_eq!(r.response_ns.samples, r.completed, "{}", r.name);
     // Every activation ends as exactly one of: released, dropped, skipped, cancelled.

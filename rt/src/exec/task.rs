@@ -40,7 +40,8 @@ pub(crate) struct TaskShared {
 /// How a runner measures a job's execution time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Timing {
-    /// Wall time from start to end: exact for a non-preemptive dispatcher.
+    /// Wall time from start to end: what a non-preemptive job holds the core for
+    /// (including time a hypervisor steals), at the cost of one clock read.
     Wall,
     /// The thread's CPU time: excludes preemption by higher-priority threads.
     ThreadCpu,
