@@ -37,3 +37,5 @@ pub mod time;
 mod sys;
 
 pub use error::{Error, Result};
+pub mod exec;
+pub mod hist;

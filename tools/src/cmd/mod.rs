@@ -1,5 +1,6 @@
 //! The subcommands, one module each.
 
+pub mod latency;
 pub mod shield;
 pub mod topology;
 
