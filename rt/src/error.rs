@@ -45,6 +45,11 @@ pub enum Error {
     /// The shield cannot be set up, undone or read.
     #[error("shield: {0}")]
     Shield(String),
+
+    /// Admission control refused a task (it would endanger an admitted deadline, or it
+    /// does not fit); the executor is unchanged.
+    #[error("{0}")]
+    Refused(Box<crate::exec::Rejection>),
 }
 
 fn hint_suffix(hint: &str) -> String {

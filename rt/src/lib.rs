@@ -14,6 +14,10 @@
 //! stack, and explains every refusal (privilege, rtprio limit, deadline bandwidth, root
 //! domain). [`probe`] tells what this machine permits.
 //!
+//! **Admission.** [`admission`] is the guard in front of the RT cores: exact EDF (QPA)
+//! and fixed-priority (response-time) analysis, preemptive and non-preemptive, with
+//! multicore partitioning, online one task at a time with a reason for every refusal.
+//!
 //! **Time.** All times inside are integer nanoseconds ([`time::Nanos`]); config files
 //! spell them as unit strings (`"250us"`). Releases are scheduled on absolute
 //! `CLOCK_MONOTONIC` times; code that needs "now" takes a [`time::Clock`], so a simulated
@@ -33,3 +37,5 @@ pub mod time;
 mod sys;
 
 pub use error::{Error, Result};
+pub mod exec;
+pub mod hist;

@@ -88,6 +88,23 @@ enum Command {
     /// Examples: rtpm admit tasks.toml; rtpm admit tasks.toml --policy edf --cores 2 --json
     #[command(verbatim_doc_comment)]
     Admit(cmd::admit::AdmitArgs),
+    /// Measure the executor's wake-up latency against a same-run cyclictest-method baseline.
+    ///
+    /// N periodic tasks with empty bodies run on the first RT core (fixed priority, in the
+    /// chosen model), each released every INTERVAL on absolute CLOCK_MONOTONIC times; a
+    /// job's latency is its start minus its release. With --baseline the same process
+    /// alternates, in slices on the same core, with a plain loop using cyclictest's method
+    /// (SCHED_FIFO at the same priority, absolute clock_nanosleep, mlockall), and prints
+    /// min/p50/p90/p99/p99.9/max for both and the ratios executor/baseline.
+    /// --compare-cyclictest also runs the real cyclictest (rt-tests) with matching
+    /// parameters afterwards, as a third column. --duration is measured on each side.
+    /// Files go to --out: executor.hgrm, baseline.hgrm, cyclictest.hgrm (HdrHistogram
+    /// percentile distributions, in µs) and latency.svg. Needs SCHED_FIFO (root or
+    /// CAP_SYS_NICE) and two CPUs; install stress-ng and rt-tests with
+    /// bench/scripts/install-load-tools.sh.
+    ///
+    /// Example: rtpm latency --tasks 2 --interval 1ms --duration 30s --model cooperative --baseline --load stress-ng --json
+    Latency(cmd::latency::LatencyArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +112,7 @@ fn main() -> ExitCode {
         Command::Topology(a) => cmd::topology::run(a),
         Command::Shield(a) => cmd::shield::run(a),
         Command::Admit(a) => cmd::admit::run(a),
+        Command::Latency(a) => cmd::latency::run(a),
     };
     ExitCode::from(code)
 }

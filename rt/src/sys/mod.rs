@@ -4,5 +4,8 @@
 pub mod cgroup;
 pub mod clock;
 pub mod cpu;
+pub mod cputime;
+pub mod futex;
 pub mod sched;
+pub mod signal;
 pub mod uring;

@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 pub mod admit;
+pub mod latency;
 pub mod shield;
 pub mod topology;
 

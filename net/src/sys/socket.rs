@@ -1,0 +1,740 @@
+//! Sockets: creation, QoS options, multicast membership, and the batched calls the epoll
+//! backend makes (recvmmsg, sendmmsg, writev, read, accept4).
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::error::Error;
+use crate::sys::region::{Buffers, Owned};
+
+/// Datagrams per recvmmsg / sendmmsg call.
+pub(crate) const BATCH: usize = 32;
+
+/// Socket options derived from a QoS class.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SockOpts {
+    pub so_priority: u8,
+    /// The DSCP code point (written as `dscp << 2` to IP_TOS / IPV6_TCLASS).
+    pub dscp: u8,
+    pub recv_buffer: Option<u32>,
+    pub send_buffer: Option<u32>,
+    pub busy_poll_us: Option<u32>,
+    pub reuseport: bool,
+}
+
+/// Converts an address for the kernel.
+pub(crate) fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (AF_UNSPEC) value.
+    let mut st: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut st as *mut libc::sockaddr_storage).cast(), sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut st as *mut libc::sockaddr_storage).cast(), sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (st, len as libc::socklen_t)
+}
+
+/// Parses a socket address the kernel wrote as raw bytes (`sockaddr_in` or
+/// `sockaddr_in6`, native layout).
+pub(crate) fn from_sockaddr_bytes(b: &[u8]) -> Option<SocketAddr> {
+    let family = u16::from_ne_bytes([*b.first()?, *b.get(1)?]) as i32;
+    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    match family {
+        libc::AF_INET => {
+            let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)))
+        }
+        libc::AF_INET6 => {
+            let flow = u32::from_ne_bytes(b.get(4..8)?.try_into().ok()?);
+            let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            let scope = u32::from_ne_bytes(b.get(24..28)?.try_into().ok()?);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip.into(),
+                port,
+                flow,
+                scope,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn storage_bytes(st: &libc::sockaddr_storage, len: libc::socklen_t) -> &[u8] {
+    let len = (len as usize).min(size_of::<libc::sockaddr_storage>());
+    // SAFETY: reads `len` (clamped to its size) bytes of a live sockaddr_storage as bytes;
+    // any byte pattern is a valid u8.
+    unsafe { std::slice::from_raw_parts((st as *const libc::sockaddr_storage).cast(), len) }
+}
+
+/// The SO_RXQ_OVFL count in a control-message buffer, if present.
+pub(crate) fn rxq_ovfl(ctrl: &[u8]) -> Option<u32> {
+    // struct cmsghdr { size_t len; int level; int type; } then data, 8-byte aligned.
+    let hdr = size_of::<usize>() + 8;
+    let mut pos = 0;
+    while pos + hdr <= ctrl.len() {
+        let len = usize::from_ne_bytes(ctrl[pos..pos + size_of::<usize>()].try_into().ok()?);
+        let level = i32::from_ne_bytes(ctrl[pos + 8..pos + 12].try_into().ok()?);
+        let kind = i32::from_ne_bytes(ctrl[pos + 12..pos + 16].try_into().ok()?);
+        if len < hdr {
+            return None;
+        }
+        if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL && pos + hdr + 4 <= ctrl.len() {
+            return Some(u32::from_ne_bytes(
+                ctrl[pos + hdr..pos + hdr + 4].try_into().ok()?,
+            ));
+        }
+        pos += len.div_ceil(8) * 8;
+    }
+    None
+}
+
+/// Space for one SO_RXQ_OVFL control message (CMSG_SPACE(4)).
+pub(crate) const CTRL_LEN: usize = 24;
+
+fn setopt<T>(fd: RawFd, level: i32, name: i32, v: T) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live `T` and its exact size; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&v as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn new_socket(domain: i32, kind: i32, what: &str) -> Result<OwnedFd, Error> {
+    // SAFETY: socket takes no pointers; a non-negative result is a new descriptor.
+    let fd = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(Error::os(
+            "socket",
+            what,
+            "raise the open-files limit (ulimit -n)",
+        ));
+    }
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Applies the QoS options. Options the kernel refuses for lack of privilege are
+/// returned as warnings (they are applied "where permitted"); other failures are errors.
+pub(crate) fn apply_opts(
+    fd: RawFd,
+    v6: bool,
+    o: &SockOpts,
+    what: &str,
+) -> Result<Vec<String>, Error> {
+    let mut warnings = Vec::new();
+    let mut soft = |r: io::Result<()>, opt: &str, hint: &str| -> Result<(), Error> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EPERM)
+                    || e.raw_os_error() == Some(libc::EACCES) =>
+            {
+                warnings.push(format!("{opt} on {what} not permitted ({e}); {hint}"));
+                Ok(())
+            }
+            Err(e) => Err(Error::os_from(
+                "setsockopt",
+                &format!("{opt} on {what}"),
+                e,
+                "check the QoS values in the SAP config",
+            )),
+        }
+    };
+    if o.reuseport {
+        setopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1i32).map_err(|e| {
+            Error::os_from(
+                "setsockopt",
+                &format!("SO_REUSEPORT on {what}"),
+                e,
+                "use layout = \"shared\"",
+            )
+        })?;
+    }
+    soft(
+        setopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PRIORITY,
+            o.so_priority as i32,
+        ),
+        "SO_PRIORITY",
+        "values above 6 need CAP_NET_ADMIN",
+    )?;
+    let tos = (o.dscp as i32) << 2;
+    if v6 {
+        soft(
+            setopt(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, tos),
+            "IPV6_TCLASS",
+            "",
+        )?;
+    } else {
+        soft(
+            setopt(fd, libc::IPPROTO_IP, libc::IP_TOS, tos),
+            "IP_TOS",
+            "",
+        )?;
+    }
+    if let Some(b) = o.recv_buffer {
+        soft(
+            setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, b as i32),
+            "SO_RCVBUF",
+            "the kernel caps it at net.core.rmem_max",
+        )?;
+    }
+    if let Some(b) = o.send_buffer {
+        soft(
+            setopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, b as i32),
+            "SO_SNDBUF",
+            "the kernel caps it at net.core.wmem_max",
+        )?;
+    }
+    if let Some(us) = o.busy_poll_us {
+        soft(
+            setopt(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, us as i32),
+            "SO_BUSY_POLL",
+            "raising it above net.core.busy_read needs CAP_NET_ADMIN",
+        )?;
+    }
+    Ok(warnings)
+}
+
+fn bind(fd: RawFd, addr: &SocketAddr, what: &str) -> Result<(), Error> {
+    let (st, len) = to_sockaddr(addr);
+    // SAFETY: `st` is a live sockaddr of `len` bytes; bind copies it.
+    let rc = unsafe { libc::bind(fd, (&st as *const libc::sockaddr_storage).cast(), len) };
+    if rc != 0 {
+        return Err(Error::os(
+            "bind",
+            &format!("{what} at {addr}"),
+            "pick a free port (or 0), or an address of this host",
+        ));
+    }
+    Ok(())
+}
+
+fn domain(addr: &SocketAddr) -> i32 {
+    if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    }
+}
+
+/// A bound, non-blocking UDP socket with the QoS options and drop counting on.
+pub(crate) fn udp(
+    addr: &SocketAddr,
+    o: &SockOpts,
+    what: &str,
+) -> Result<(OwnedFd, Vec<String>), Error> {
+    let fd = new_socket(domain(addr), libc::SOCK_DGRAM, what)?;
+    let warnings = apply_opts(fd.as_raw_fd(), addr.is_ipv6(), o, what)?;
+    setopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1i32).map_err(|e| {
+        Error::os_from(
+            "setsockopt",
+            &format!("SO_RXQ_OVFL on {what}"),
+            e,
+            "needs Linux 2.6.33 or later",
+        )
+    })?;
+    bind(fd.as_raw_fd(), addr, what)?;
+    Ok((fd, warnings))
+}
+
+/// A listening, non-blocking TCP socket.
+pub(crate) fn tcp_listener(
+    addr: &SocketAddr,
+    o: &SockOpts,
+    what: &str,
+) -> Result<(OwnedFd, Vec<String>), Error> {
+    let fd = new_socket(domain(addr), libc::SOCK_STREAM, what)?;
+    setopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1i32)
+        .map_err(|e| Error::os_from("setsockopt", &format!("SO_REUSEADDR on {what}"), e, ""))?;
+    let warnings = apply_opts(fd.as_raw_fd(), addr.is_ipv6(), o, what)?;
+    bind(fd.as_raw_fd(), addr, what)?;
+    // SAFETY: listen takes no pointers.
+    if unsafe { libc::listen(fd.as_raw_fd(), 1024) } != 0 {
+        return Err(Error::os("listen", what, "check the bind address"));
+    }
+    Ok((fd, warnings))
+}
+
+/// Prepares an accepted or connected stream: non-blocking, TCP_NODELAY, QoS options.
+pub(crate) fn prepare_stream(fd: RawFd, v6: bool, o: &SockOpts) -> Result<(), Error> {
+    setopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1i32)
+        .map_err(|e| Error::os_from("setsockopt", "TCP_NODELAY on a connection", e, ""))?;
+    let o = SockOpts {
+        reuseport: false,
+        ..*o
+    };
+    apply_opts(fd, v6, &o, "a TCP connection").map(drop)
+}
+
+/// Connects (blocking until established), then makes the socket non-blocking.
+pub(crate) fn tcp_connect(addr: &SocketAddr, o: &SockOpts) -> Result<OwnedFd, Error> {
+    // SAFETY: socket takes no pointers.
+    let raw = unsafe { libc::socket(domain(addr), libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(Error::os(
+            "socket",
+            "a TCP connection",
+            "raise the open-files limit",
+        ));
+    }
+    // SAFETY: `raw` is a new descriptor owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let (st, len) = to_sockaddr(addr);
+    loop {
+        // SAFETY: `st` is a live sockaddr of `len` bytes.
+        let rc = unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&st as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(Error::os_from(
+                "connect",
+                &format!("{addr}"),
+                e,
+                "check that the peer listens there",
+            ));
+        }
+    }
+    set_nonblocking(fd.as_raw_fd())?;
+    prepare_stream(fd.as_raw_fd(), addr.is_ipv6(), o)?;
+    Ok(fd)
+}
+
+/// Sets O_NONBLOCK.
+pub(crate) fn set_nonblocking(fd: RawFd) -> Result<(), Error> {
+    // SAFETY: fcntl F_GETFL/F_SETFL take no pointers.
+    let rc = unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK)
+    };
+    if rc < 0 {
+        return Err(Error::os("fcntl(O_NONBLOCK)", "a socket", ""));
+    }
+    Ok(())
+}
+
+/// The address a socket is bound to.
+pub(crate) fn local_addr(fd: RawFd) -> Result<SocketAddr, Error> {
+    // SAFETY: zeroed sockaddr_storage is valid.
+    let mut st: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `st` and `len` are live and writable; len holds st's size.
+    let rc = unsafe {
+        libc::getsockname(
+            fd,
+            (&mut st as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::os("getsockname", "a SAP socket", ""));
+    }
+    from_sockaddr_bytes(storage_bytes(&st, len))
+        .ok_or_else(|| Error::Internal("getsockname returned an unknown family".into()))
+}
+
+/// The peer of a connected socket.
+pub(crate) fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: zeroed sockaddr_storage is valid.
+    let mut st: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `st` and `len` are live and writable; len holds st's size.
+    let rc = unsafe {
+        libc::getpeername(
+            fd,
+            (&mut st as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    from_sockaddr_bytes(storage_bytes(&st, len))
+}
+
+fn mreq(group: Ipv4Addr, iface: Ipv4Addr) -> libc::ip_mreq {
+    libc::ip_mreq {
+        imr_multiaddr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(group.octets()),
+        },
+        imr_interface: libc::in_addr {
+            s_addr: u32::from_ne_bytes(iface.octets()),
+        },
+    }
+}
+
+/// Joins `group` on the interface with address `iface`.
+pub(crate) fn join(fd: RawFd, group: Ipv4Addr, iface: Ipv4Addr) -> Result<(), Error> {
+    setopt(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_ADD_MEMBERSHIP,
+        mreq(group, iface),
+    )
+    .map_err(|e| {
+        Error::os_from(
+            "setsockopt(IP_ADD_MEMBERSHIP)",
+            &format!("group {group} on interface {iface}"),
+            e,
+            "check that an interface has that address and is up",
+        )
+    })
+}
+
+/// Leaves `group` on the interface with address `iface`.
+pub(crate) fn leave(fd: RawFd, group: Ipv4Addr, iface: Ipv4Addr) -> Result<(), Error> {
+    setopt(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_DROP_MEMBERSHIP,
+        mreq(group, iface),
+    )
+    .map_err(|e| {
+        Error::os_from(
+            "setsockopt(IP_DROP_MEMBERSHIP)",
+            &format!("group {group} on interface {iface}"),
+            e,
+            "leave only groups that were joined",
+        )
+    })
+}
+
+/// Sends to groups through `iface`, with `ttl`, looping back to local members if asked.
+pub(crate) fn multicast_out(
+    fd: RawFd,
+    iface: Ipv4Addr,
+    loopback: bool,
+    ttl: u32,
+) -> Result<(), Error> {
+    let hint = "check the multicast settings of the SAP";
+    let what = format!("interface {iface}");
+    setopt(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MULTICAST_IF,
+        libc::in_addr {
+            s_addr: u32::from_ne_bytes(iface.octets()),
+        },
+    )
+    .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_IF)", &what, e, hint))?;
+    setopt(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MULTICAST_LOOP,
+        loopback as i32,
+    )
+    .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_LOOP)", &what, e, hint))?;
+    setopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, ttl as i32)
+        .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_TTL)", &what, e, hint))?;
+    // Receive only the groups this socket joined (Linux's default delivers every group any
+    // socket of the host joined to a wildcard-bound socket).
+    setopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 0i32)
+        .map_err(|e| Error::os_from("setsockopt(IP_MULTICAST_ALL)", &what, e, hint))
+}
+
+/// Accepts one connection, if one is pending.
+pub(crate) fn accept(fd: RawFd) -> io::Result<Option<(OwnedFd, Option<SocketAddr>)>> {
+    // SAFETY: zeroed sockaddr_storage is valid.
+    let mut st: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `st`/`len` are live and writable, len holds st's size.
+    let rc = unsafe {
+        libc::accept4(
+            fd,
+            (&mut st as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) | Some(libc::ECONNABORTED) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: accept4 returned a new descriptor owned by nobody else.
+    let conn = unsafe { OwnedFd::from_raw_fd(rc) };
+    Ok(Some((conn, from_sockaddr_bytes(storage_bytes(&st, len)))))
+}
+
+/// Reads into `buf` (non-blocking). `Ok(0)` is end of stream.
+pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is live and writable for its whole length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Writes the `(pointer, length)` pieces in order (non-blocking); returns bytes written.
+///
+/// The pieces are raw because they are send slots owned by the leader's transmit state
+/// for the duration of the call.
+pub(crate) fn writev(fd: RawFd, pieces: &[libc::iovec]) -> io::Result<usize> {
+    // SAFETY: every iovec points at a live send slot of the stated length (the caller's
+    // transmit state owns the slots until this returns); writev only reads them.
+    let n = unsafe { libc::writev(fd, pieces.as_ptr(), pieces.len().min(1024) as i32) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Per-thread arrays for one recvmmsg batch (allocated once per pool thread).
+pub(crate) struct RecvScratch {
+    hdrs: [libc::mmsghdr; BATCH],
+    iov: [libc::iovec; BATCH],
+    names: [libc::sockaddr_storage; BATCH],
+    ctrl: [[u64; CTRL_LEN / 8 + 1]; BATCH],
+    /// The buffers of the batch in flight.
+    pub taken: Vec<Owned>,
+}
+
+// SAFETY: the raw pointers inside are only set and used within one `recv` call on the
+// owning thread; between calls they are dangling-but-unused. Moving the scratch to the
+// pool thread that owns it is sound.
+unsafe impl Send for RecvScratch {}
+
+/// One received datagram of a batch.
+pub(crate) struct Received {
+    pub len: usize,
+    pub from: Option<SocketAddr>,
+    pub drops: Option<u32>,
+    pub truncated: bool,
+}
+
+impl RecvScratch {
+    /// A scratch area (boxed: it is several KiB).
+    pub(crate) fn new() -> Box<RecvScratch> {
+        Box::new(RecvScratch {
+            // SAFETY: these are plain C structs; all-zero is valid for each.
+            hdrs: unsafe { zeroed() },
+            // SAFETY: as above.
+            iov: unsafe { zeroed() },
+            // SAFETY: as above.
+            names: unsafe { zeroed() },
+            ctrl: [[0; CTRL_LEN / 8 + 1]; BATCH],
+            taken: Vec::with_capacity(BATCH),
+        })
+    }
+
+    /// Receives up to `self.taken.len()` datagrams into the taken buffers. Returns how
+    /// many arrived (0 when none is pending).
+    pub(crate) fn recv(&mut self, fd: RawFd, bufs: &Buffers) -> io::Result<usize> {
+        let n = self.taken.len().min(BATCH);
+        for i in 0..n {
+            self.iov[i] = libc::iovec {
+                iov_base: bufs.addr(self.taken[i].bid()).cast(),
+                iov_len: bufs.size() as usize,
+            };
+            // SAFETY: zeroed msghdr is valid; fields are filled below.
+            let mut h: libc::msghdr = unsafe { zeroed() };
+            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut self.iov[i];
+            h.msg_iovlen = 1;
+            h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            h.msg_controllen = CTRL_LEN;
+            self.hdrs[i] = libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            };
+        }
+        // SAFETY: the first `n` headers point at live arrays of this scratch and at the
+        // taken buffers, which this thread owns exclusively (`Owned`) until the call
+        // returns; recvmmsg writes only within the stated lengths.
+        let rc = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                n as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
+                _ => Err(e),
+            };
+        }
+        Ok(rc as usize)
+    }
+
+    /// Details of datagram `i` of the last batch.
+    pub(crate) fn received(&self, i: usize) -> Received {
+        let h = &self.hdrs[i].msg_hdr;
+        let ctrl_len = (h.msg_controllen).min(CTRL_LEN);
+        let ctrl = &self.ctrl[i];
+        // SAFETY: views the control array of this scratch as bytes, within its size.
+        let ctrl_bytes =
+            unsafe { std::slice::from_raw_parts(ctrl.as_ptr().cast::<u8>(), ctrl_len) };
+        Received {
+            len: self.hdrs[i].msg_len as usize,
+            from: from_sockaddr_bytes(storage_bytes(&self.names[i], h.msg_namelen)),
+            drops: rxq_ovfl(ctrl_bytes),
+            truncated: h.msg_flags & libc::MSG_TRUNC != 0,
+        }
+    }
+}
+
+/// Per-leader arrays for one sendmmsg batch.
+pub(crate) struct SendScratch {
+    hdrs: [libc::mmsghdr; BATCH],
+    iov: [libc::iovec; BATCH],
+    names: [libc::sockaddr_storage; BATCH],
+    n: usize,
+}
+
+// SAFETY: as for `RecvScratch`: the pointers are only meaningful during `flush`.
+unsafe impl Send for SendScratch {}
+
+impl SendScratch {
+    /// An empty batch (boxed: several KiB).
+    pub(crate) fn new() -> Box<SendScratch> {
+        Box::new(SendScratch {
+            // SAFETY: plain C structs; all-zero is valid.
+            hdrs: unsafe { zeroed() },
+            // SAFETY: as above.
+            iov: unsafe { zeroed() },
+            // SAFETY: as above.
+            names: unsafe { zeroed() },
+            n: 0,
+        })
+    }
+
+    /// Whether the batch is full.
+    pub(crate) fn is_full(&self) -> bool {
+        self.n == BATCH
+    }
+
+    /// Adds a datagram: `len` bytes of send slot `slot` to `to`.
+    pub(crate) fn add(&mut self, bufs: &Buffers, slot: &Owned, len: usize, to: &SocketAddr) {
+        let i = self.n;
+        if i >= BATCH {
+            return;
+        }
+        let (st, sl) = to_sockaddr(to);
+        self.names[i] = st;
+        self.iov[i] = libc::iovec {
+            iov_base: bufs.addr(slot.bid()).cast(),
+            iov_len: len,
+        };
+        // SAFETY: zeroed msghdr is valid; fields are set below.
+        let mut h: libc::msghdr = unsafe { zeroed() };
+        h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+        h.msg_namelen = sl;
+        h.msg_iov = &mut self.iov[i];
+        h.msg_iovlen = 1;
+        self.hdrs[i] = libc::mmsghdr {
+            msg_hdr: h,
+            msg_len: 0,
+        };
+        self.n += 1;
+    }
+
+    /// Sends the batch with sendmmsg, retrying the rest after a partial send. Returns
+    /// `(sent, refused, calls)`; the batch is empty afterwards. A datagram the kernel
+    /// refuses (e.g. EAGAIN at a full socket buffer) is skipped: UDP promises no delivery.
+    pub(crate) fn flush(&mut self, fd: RawFd) -> (usize, usize, usize) {
+        let (mut done, mut refused, mut calls) = (0, 0, 0);
+        while done < self.n {
+            calls += 1;
+            // SAFETY: headers `done..n` point at this scratch's arrays and at send slots
+            // the leader owns until this returns; sendmmsg only reads them.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.hdrs.as_mut_ptr().add(done),
+                    (self.n - done) as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if rc <= 0 {
+                done += 1;
+                refused += 1;
+                continue;
+            }
+            done += rc as usize;
+        }
+        let sent = self.n - refused;
+        self.n = 0;
+        (sent, refused, calls)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip_through_the_kernel_layout() {
+        for a in ["127.0.0.1:7000", "[::1]:9", "[fe80::1%2]:80"] {
+            let addr: SocketAddr = a.parse().unwrap();
+            let (st, len) = to_sockaddr(&addr);
+            assert_eq!(from_sockaddr_bytes(storage_bytes(&st, len)), Some(addr));
+        }
+    }
+
+    #[test]
+    fn the_drop_count_is_found_in_a_control_buffer() {
+        let mut c = vec![0u8; 24];
+        c[..8].copy_from_slice(&20usize.to_ne_bytes());
+        c[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        c[12..16].copy_from_slice(&libc::SO_RXQ_OVFL.to_ne_bytes());
+        c[16..20].copy_from_slice(&7u32.to_ne_bytes());
+        assert_eq!(rxq_ovfl(&c), Some(7));
+        assert_eq!(rxq_ovfl(&c[..10]), None);
+    }
+}

@@ -1,0 +1,1154 @@
+//! The io_uring backend.
+//!
+//! - **Receives.** A UDP socket has one multishot `RECVMSG` with buffer selection from a
+//!   provided-buffer ring (re-armed whenever a completion arrives without
+//!   `IORING_CQE_F_MORE`). A TCP connection has one `RECV` with buffer selection at a time,
+//!   re-armed after its chunk was processed: that keeps each stream's chunks in order
+//!   across the pool and lets the dispatcher pause a stream; the re-arm rides in the next
+//!   batched submission, so it costs no system call. Listeners have a multishot `ACCEPT`.
+//! - **Registered files.** The endpoint socket is fixed file 0, connection `i` is fixed
+//!   file `1 + i`; every operation names them by index.
+//! - **Batched submission.** Sends, re-arms and recycled buffers queue up; the leader
+//!   hands them to the kernel in the same `io_uring_enter` that waits for the next
+//!   completions (`submit_and_wait`), or in one `submit` before it spins.
+//! - **ENOBUFS** ends a multishot receive: the socket is marked starved, counted, and
+//!   re-armed by the first `poll` that recycled buffers.
+//! - **Ownership.** A buffer is the kernel's from the moment it is published in the ring
+//!   (or named by a send) until a completion names it. Shutdown cancels every operation
+//!   and waits for each one's last completion before the ring, the buffer ring and the
+//!   buffers can go; if the kernel does not answer in time, the memory is leaked rather
+//!   than freed under it.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant as StdInstant};
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+use crate::error::Error;
+use crate::frame::Framer;
+use crate::leader::Lead;
+use crate::reactor::{Backend, Completion, Core, Event, Flow, Intent, Waiting};
+use crate::stats::Counters;
+use crate::sys::Endpoint;
+use crate::sys::claim::Claim;
+use crate::sys::probe::{MemlockBudget, explain_setup_error, on_own_thread};
+use crate::sys::region::Owned;
+use crate::sys::socket::{self, CTRL_LEN, RecvScratch, SockOpts};
+
+const K_DGRAM: u64 = 1;
+const K_ACCEPT: u64 = 2;
+const K_STREAM: u64 = 3;
+const K_SEND: u64 = 4;
+const K_SEND_STREAM: u64 = 5;
+const K_BELL: u64 = 6;
+const K_CANCEL: u64 = 7;
+
+fn ud(kind: u64, idx: u32) -> u64 {
+    (kind << 32) | u64::from(idx)
+}
+
+/// Iovecs per stream send (frames coalesced into one `SENDMSG`).
+const TX_IOV: usize = 256;
+/// Completions harvested per batch.
+const HARVEST: usize = 64;
+/// The buffer group of the provided-buffer ring.
+const BGID: u16 = 0;
+/// Name space reserved in a recvmsg buffer: a sockaddr_in6.
+const NAME_LEN: usize = 28;
+
+/// The provided-buffer ring's memory: `entries` `io_uring_buf` slots, page-aligned.
+struct BufRing {
+    base: NonNull<types::BufRingEntry>,
+    map_len: usize,
+    mask: u16,
+}
+
+impl BufRing {
+    fn new(entries: u32) -> Result<BufRing, Error> {
+        let bytes = entries as usize * size_of::<types::BufRingEntry>();
+        let map_len = bytes.div_ceil(4096) * 4096;
+        // SAFETY: an anonymous private mapping; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::os(
+                "mmap",
+                "the provided-buffer ring",
+                "lower `buffers`",
+            ));
+        }
+        let base = NonNull::new(p.cast())
+            .ok_or_else(|| Error::Internal("mmap returned null for the buffer ring".into()))?;
+        Ok(BufRing {
+            base,
+            map_len,
+            mask: (entries - 1) as u16,
+        })
+    }
+
+    /// Writes entry `tail` (not yet visible to the kernel).
+    fn put(&mut self, tail: u16, addr: *mut u8, len: u32, bid: u16) {
+        let idx = usize::from(tail & self.mask);
+        // SAFETY: idx <= mask < entries, so the entry is inside the mapping. Entries at or
+        // after the published tail are not read by the kernel until the next publish, and
+        // the ring holds at most `entries` buffers, so this slot is not in use.
+        let e = unsafe { &mut *self.base.as_ptr().add(idx) };
+        e.set_addr(addr as u64);
+        e.set_len(len);
+        e.set_bid(bid);
+    }
+
+    /// Makes entries up to `tail` visible to the kernel.
+    fn publish(&self, tail: u16) {
+        // SAFETY: `tail` points at the ring header's tail field inside the mapping, a
+        // naturally aligned u16 that the kernel reads atomically; the Release store orders
+        // the entry writes before it.
+        unsafe {
+            let t = types::BufRingEntry::tail(self.base.as_ptr()) as *mut u16;
+            AtomicU16::from_ptr(t).store(tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the mapping made in `new`, once. `Uring` drops it only after the
+        // ring (declared before it in `Leader`) was closed, and after `shutdown`
+        // unregistered the buffer group.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.map_len);
+        }
+    }
+}
+
+/// A UDP send in flight: what the kernel reads until its completion.
+struct SendMeta {
+    msg: libc::msghdr,
+    iov: libc::iovec,
+    name: libc::sockaddr_storage,
+}
+
+/// Transmit state of one connection.
+struct Tx {
+    queue: std::collections::VecDeque<(Owned, u32)>,
+    /// Slots of `queue` named by the send in flight (0: none in flight).
+    inflight: usize,
+    /// Bytes of the first queued slot already sent.
+    sent_off: usize,
+    iov: Box<[libc::iovec; TX_IOV]>,
+    msg: Box<libc::msghdr>,
+}
+
+/// Leader-side state of one connection.
+struct ConnL {
+    fd: Option<OwnedFd>,
+    rx_armed: bool,
+    closing: bool,
+    ended: bool,
+    tx: Tx,
+}
+
+/// Everything only the leader touches.
+struct Leader {
+    // Field order is drop order: the ring closes before the buffer ring's memory goes.
+    ring: IoUring,
+    bufring: BufRing,
+    tail: u16,
+    /// Buffers published to the ring minus completions that took one: an upper bound of
+    /// what the ring holds (exact once every completion is harvested).
+    in_ring: u32,
+    sock_armed: bool,
+    sock_starved: bool,
+    accept_armed: bool,
+    bell_armed: bool,
+    bell_buf: Box<u64>,
+    conns: Box<[ConnL]>,
+    sends: Box<[SendMeta]>,
+    /// Operations awaiting their last completion.
+    inflight: u64,
+    /// Completions harvested but not yet handled (when `events` filled up).
+    backlog: Vec<(u64, i32, u32)>,
+}
+
+/// The io_uring reactor backend (see the module docs).
+pub(crate) struct Uring {
+    leader: Claim<Leader>,
+    core: Arc<Core>,
+    endpoint: Endpoint,
+    /// Template for multishot recvmsg: only its name and control lengths are read.
+    msg: Box<libc::msghdr>,
+    opts: SockOpts,
+    v6: bool,
+    /// One thread serves this ring (single issuer, deferred task work).
+    single: bool,
+    /// Shutdown ran (by the pool thread for a single-issuer ring).
+    finished: std::sync::atomic::AtomicBool,
+}
+
+// SAFETY: the raw pointers in `msg`, `Leader::sends`, `Tx::msg/iov` point into heap
+// allocations owned by this value; they are written only by the leader (under the
+// `Claim`) and read by the kernel. Nothing else dereferences them.
+unsafe impl Send for Uring {}
+// SAFETY: see `Send`; shared access goes through `Claim` (leader state) or atomics (core).
+unsafe impl Sync for Uring {}
+
+fn empty_msghdr() -> libc::msghdr {
+    // SAFETY: msghdr is a plain C struct; all-zero is a valid empty header.
+    unsafe { zeroed() }
+}
+
+impl Uring {
+    /// Checks that a ring of this size can be set up here (memlock budget, setup,
+    /// provided-buffer ring), without keeping it. `Err` explains what failed.
+    pub(crate) fn preflight(entries: u32, nbufs: u32, single: bool) -> Result<(), String> {
+        on_own_thread(|| Self::preflight_here(entries, nbufs, single))
+    }
+
+    fn preflight_here(entries: u32, nbufs: u32, single: bool) -> Result<(), String> {
+        let cq = entries * 8;
+        MemlockBudget::for_ring(entries, cq, nbufs).check()?;
+        let ring: IoUring = Self::builder(cq, single)
+            .build(entries)
+            .map_err(|e| explain_setup_error(&e, 0, entries, cq, nbufs))?;
+        let br = BufRing::new(nbufs).map_err(|e| e.to_string())?;
+        // SAFETY: the mapping is valid for `nbufs` entries and outlives the ring, which is
+        // dropped at the end of this function before `br` (declared earlier, dropped later).
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(br.base.as_ptr() as u64, nbufs as u16, BGID, 0)
+        }
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOMEM) {
+                MemlockBudget::for_ring(entries, cq, nbufs).explain()
+            } else {
+                format!("IORING_REGISTER_PBUF_RING failed ({e}): the kernel lacks provided-buffer rings (5.19+)")
+            }
+        })?;
+        drop(ring);
+        drop(br);
+        Ok(())
+    }
+
+    /// The ring's setup flags. A ring served by one thread (`single`) is single-issuer
+    /// with deferred task work: completion work runs only inside that thread's own
+    /// `io_uring_enter`, when the SQ's TASKRUN flag says some is pending, instead of being
+    /// pushed to it with an inter-processor interrupt — on a VM an IPI is a VM exit, the
+    /// cost busy-polling exists to avoid. It starts disabled, and the pool thread enables
+    /// it (becoming its one issuer).
+    fn builder(cq: u32, single: bool) -> io_uring::Builder {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(cq);
+        if single {
+            b.setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .setup_r_disabled();
+        }
+        b
+    }
+
+    /// Sets up the ring, the provided-buffer ring, the registered files, and arms the
+    /// endpoint. Checks the memlock budget first and explains a shortfall.
+    pub(crate) fn new(
+        core: Arc<Core>,
+        endpoint: Endpoint,
+        opts: SockOpts,
+        v6: bool,
+        entries: u32,
+        single: bool,
+    ) -> Result<Uring, Error> {
+        on_own_thread(move || Self::new_here(core, endpoint, opts, v6, entries, single))
+    }
+
+    fn new_here(
+        core: Arc<Core>,
+        endpoint: Endpoint,
+        opts: SockOpts,
+        v6: bool,
+        entries: u32,
+        single: bool,
+    ) -> Result<Uring, Error> {
+        let nbufs = core.bufs.count();
+        let cq = entries * 8;
+        MemlockBudget::for_ring(entries, cq, nbufs)
+            .check()
+            .map_err(Error::UringUnavailable)?;
+        let ring: IoUring = Self::builder(cq, single)
+            .build(entries)
+            .map_err(|e| Error::UringUnavailable(explain_setup_error(&e, 0, entries, cq, nbufs)))?;
+        let mut bufring = BufRing::new(nbufs)?;
+        // SAFETY: the buffer ring's mapping is valid for `nbufs` entries and lives in
+        // `Leader` until after the ring is closed (field order) and the group unregistered.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(bufring.base.as_ptr() as u64, nbufs as u16, BGID, 0)
+        }
+        .map_err(|e| {
+            Error::UringUnavailable(format!(
+                "IORING_REGISTER_PBUF_RING failed ({e}): the kernel lacks provided-buffer rings (5.19+){}",
+                if e.raw_os_error() == Some(libc::ENOMEM) {
+                    format!("; {}", MemlockBudget::for_ring(entries, cq, nbufs).explain())
+                } else {
+                    String::new()
+                }
+            ))
+        })?;
+        let nconn = core.conns.len() as u32;
+        ring.submitter()
+            .register_files_sparse(1 + nconn)
+            .map_err(|e| {
+                Error::os_from(
+                    "io_uring_register(FILES_SPARSE)",
+                    "the reactor ring",
+                    e,
+                    "raise the open-files limit (ulimit -n)",
+                )
+            })?;
+        if let Some(fd) = endpoint.fd() {
+            ring.submitter()
+                .register_files_update(0, &[fd])
+                .map_err(|e| {
+                    Error::os_from("io_uring_register(FILES_UPDATE)", "the SAP socket", e, "")
+                })?;
+        }
+        // Buffers: the reserve stays with user space, the rest goes to the kernel.
+        let mut tail: u16 = 0;
+        for bid in 0..nbufs {
+            // SAFETY: a fresh region; no buffer was given to anyone yet.
+            let o = unsafe { core.bufs.assume_owned(bid as u16) };
+            if core.free.len() < core.reserve {
+                core.free.push(o);
+            } else {
+                let bid = core.bufs.to_kernel(o);
+                bufring.put(tail, core.bufs.addr(bid), core.bufs.size(), bid);
+                tail = tail.wrapping_add(1);
+            }
+        }
+        bufring.publish(tail);
+        let mut msg = Box::new(empty_msghdr());
+        msg.msg_namelen = NAME_LEN as libc::socklen_t;
+        msg.msg_controllen = CTRL_LEN;
+        let conns =
+            (0..nconn)
+                .map(|_| ConnL {
+                    fd: None,
+                    rx_armed: false,
+                    closing: false,
+                    ended: false,
+                    tx: Tx {
+                        queue: std::collections::VecDeque::with_capacity(
+                            core.sendbufs.count() as usize
+                        ),
+                        inflight: 0,
+                        sent_off: 0,
+                        iov: Box::new(
+                            [libc::iovec {
+                                iov_base: std::ptr::null_mut(),
+                                iov_len: 0,
+                            }; TX_IOV],
+                        ),
+                        msg: Box::new(empty_msghdr()),
+                    },
+                })
+                .collect();
+        let sends = (0..core.sendbufs.count())
+            .map(|_| SendMeta {
+                msg: empty_msghdr(),
+                iov: libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                },
+                // SAFETY: zeroed sockaddr_storage is valid.
+                name: unsafe { zeroed() },
+            })
+            .collect();
+        let leader = Leader {
+            ring,
+            bufring,
+            tail,
+            in_ring: u32::from(tail),
+            sock_armed: false,
+            sock_starved: false,
+            accept_armed: false,
+            bell_armed: false,
+            bell_buf: Box::new(0),
+            conns,
+            sends,
+            inflight: 0,
+            backlog: Vec::with_capacity(HARVEST),
+        };
+        let this = Uring {
+            leader: Claim::new(leader),
+            core,
+            endpoint,
+            msg,
+            opts,
+            v6,
+            single,
+            finished: std::sync::atomic::AtomicBool::new(false),
+        };
+        {
+            let mut st = this
+                .leader
+                .try_claim()
+                .ok_or_else(|| Error::Internal("fresh ring claimed".into()))?;
+            // Queued, not submitted: io_uring runs a request's completion work in the
+            // task that submitted it, so only pool threads may submit.
+            this.arm_endpoint(&mut st);
+            this.arm_bell(&mut st);
+        }
+        Ok(this)
+    }
+
+    /// Queues one SQE, submitting first if the queue is full. Called only on pool threads
+    /// (and at set-up, where the queue has room), because the submitting task is the one
+    /// that runs a request's completion work.
+    fn push(&self, st: &mut Leader, e: squeue::Entry) {
+        loop {
+            // SAFETY: every entry built by this backend points only at memory that lives
+            // until its completion: the msghdr template and bell buffer (boxed, owned by
+            // self), send metadata and tx iovecs (boxed in `Leader`, untouched until the
+            // completion), buffers owned by the kernel until their completion.
+            let pushed = unsafe { st.ring.submission().push(&e) };
+            if pushed.is_ok() {
+                return;
+            }
+            if let Err(err) = st.ring.submit() {
+                tracing::warn!(sap = %self.core.name, "io_uring submit failed: {err}");
+                return;
+            }
+        }
+    }
+
+    fn submit(&self, st: &mut Leader) {
+        if st.ring.submission().is_empty() {
+            return;
+        }
+        Counters::inc(&self.core.stats.submits);
+        if let Err(e) = st.ring.submit() {
+            tracing::warn!(sap = %self.core.name, "io_uring submit failed: {e}");
+        }
+    }
+
+    fn arm_endpoint(&self, st: &mut Leader) {
+        if self.core.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        match self.endpoint {
+            Endpoint::Udp(_) if !st.sock_armed => {
+                let e = opcode::RecvMsgMulti::new(types::Fixed(0), &*self.msg, BGID)
+                    .build()
+                    .user_data(ud(K_DGRAM, 0));
+                self.push(st, e);
+                st.sock_armed = true;
+                st.inflight += 1;
+            }
+            Endpoint::Listener(_) if !st.accept_armed => {
+                let e = opcode::AcceptMulti::new(types::Fixed(0))
+                    .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                    .build()
+                    .user_data(ud(K_ACCEPT, 0));
+                self.push(st, e);
+                st.accept_armed = true;
+                st.inflight += 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn arm_bell(&self, st: &mut Leader) {
+        if st.bell_armed {
+            return;
+        }
+        let buf: *mut u64 = &mut *st.bell_buf;
+        let e = opcode::Read::new(types::Fd(self.core.bell.raw()), buf.cast(), 8)
+            .build()
+            .user_data(ud(K_BELL, 0));
+        self.push(st, e);
+        st.bell_armed = true;
+        st.inflight += 1;
+    }
+
+    fn arm_stream(&self, st: &mut Leader, conn: u32) {
+        let c = &mut st.conns[conn as usize];
+        if c.rx_armed || c.fd.is_none() {
+            return;
+        }
+        c.rx_armed = true;
+        let e = opcode::Recv::new(
+            types::Fixed(1 + conn),
+            std::ptr::null_mut(),
+            self.core.bufs.size(),
+        )
+        .buf_group(BGID)
+        .build()
+        .flags(squeue::Flags::BUFFER_SELECT)
+        .user_data(ud(K_STREAM, conn));
+        self.push(st, e);
+        st.inflight += 1;
+    }
+
+    /// Moves returned buffers to the reserve (up to its target) and the ring.
+    fn recycle(&self, st: &mut Leader) -> usize {
+        let core = &*self.core;
+        let mut n = 0;
+        let mut to_ring: u32 = 0;
+        while let Some(o) = core.returns.pop() {
+            n += 1;
+            if core.free.len() < core.reserve {
+                core.free.push(o);
+            } else {
+                let bid = core.bufs.to_kernel(o);
+                st.bufring
+                    .put(st.tail, core.bufs.addr(bid), core.bufs.size(), bid);
+                st.tail = st.tail.wrapping_add(1);
+                to_ring += 1;
+            }
+        }
+        if to_ring > 0 {
+            st.bufring.publish(st.tail);
+            st.in_ring += to_ring;
+        }
+        n
+    }
+
+    fn adopt(&self, st: &mut Leader, idx: u32, fd: OwnedFd) {
+        let core = &*self.core;
+        if let Err(e) = st
+            .ring
+            .submitter()
+            .register_files_update(1 + idx, &[fd.as_raw_fd()])
+        {
+            tracing::warn!(sap = %core.name, "registering connection {idx}: {e}");
+            Counters::inc(&core.stats.rejected);
+            core.free_conn(idx);
+            return;
+        }
+        let c = &mut st.conns[idx as usize];
+        c.fd = Some(fd);
+        c.closing = false;
+        c.ended = false;
+        c.tx.inflight = 0;
+        c.tx.sent_off = 0;
+        Counters::inc(&core.stats.accepted);
+        self.arm_stream(st, idx);
+    }
+
+    fn accepted(&self, st: &mut Leader, fd: OwnedFd) {
+        let core = &*self.core;
+        let Some(idx) = core.conn_free.pop() else {
+            Counters::inc(&core.stats.rejected);
+            return;
+        };
+        if let Err(e) = socket::prepare_stream(fd.as_raw_fd(), self.v6, &self.opts) {
+            tracing::warn!(sap = %core.name, "accepted connection: {e}");
+        }
+        let peer = socket::peer_addr(fd.as_raw_fd()).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        match core.conns[idx as usize].rx.try_claim() {
+            Some(mut rx) => {
+                rx.framer = Framer::new(core.max_frame);
+                rx.peer = peer;
+                rx.asm = None;
+                rx.rest = None;
+                rx.pending = None;
+            }
+            None => {
+                tracing::error!(sap = %core.name, "free connection slot {idx} is in use");
+                return;
+            }
+        }
+        core.conns[idx as usize].open.store(true, Ordering::Release);
+        self.adopt(st, idx, fd);
+    }
+
+    fn tx_kick(&self, st: &mut Leader, conn: u32) {
+        let core = &*self.core;
+        let c = &mut st.conns[conn as usize];
+        if c.tx.inflight > 0 || c.tx.queue.is_empty() || c.fd.is_none() {
+            return;
+        }
+        let n = c.tx.queue.len().min(TX_IOV);
+        for (i, (slot, len)) in c.tx.queue.iter().take(n).enumerate() {
+            let skip = if i == 0 { c.tx.sent_off } else { 0 };
+            // SAFETY: `skip` is below the slot's length (a partly sent slot keeps at
+            // least one unsent byte), so the pointer stays inside the slot.
+            let base = unsafe { core.sendbufs.addr(slot.bid()).add(skip) };
+            c.tx.iov[i] = libc::iovec {
+                iov_base: base.cast(),
+                iov_len: *len as usize - skip,
+            };
+        }
+        c.tx.msg.msg_iov = c.tx.iov.as_mut_ptr();
+        c.tx.msg.msg_iovlen = n;
+        c.tx.inflight = n;
+        let e = opcode::SendMsg::new(types::Fixed(1 + conn), &*c.tx.msg)
+            .flags((libc::MSG_NOSIGNAL | libc::MSG_WAITALL) as u32)
+            .build()
+            .user_data(ud(K_SEND_STREAM, conn));
+        self.push(st, e);
+        st.inflight += 1;
+    }
+
+    fn tx_done(&self, st: &mut Leader, conn: u32, res: i32) {
+        let core = &*self.core;
+        let c = &mut st.conns[conn as usize];
+        let n = std::mem::take(&mut c.tx.inflight);
+        if res < 0 {
+            // The connection is broken; its receive side sees the error and closes it.
+            for _ in 0..n {
+                if let Some((slot, _)) = c.tx.queue.pop_front() {
+                    core.send_free.push(slot);
+                    Counters::inc(&core.stats.send_errors);
+                }
+            }
+            c.tx.sent_off = 0;
+        } else {
+            let mut left = res as usize;
+            while let Some((_, len)) = c.tx.queue.front() {
+                let rest = *len as usize - c.tx.sent_off;
+                if left < rest {
+                    c.tx.sent_off += left;
+                    break;
+                }
+                left -= rest;
+                c.tx.sent_off = 0;
+                if let Some((slot, _)) = c.tx.queue.pop_front() {
+                    core.send_free.push(slot);
+                    Counters::inc(&core.stats.sent);
+                }
+            }
+        }
+        self.tx_kick(st, conn);
+        self.try_finalize(st, conn);
+    }
+
+    fn try_finalize(&self, st: &mut Leader, conn: u32) {
+        let core = &*self.core;
+        let c = &mut st.conns[conn as usize];
+        if !c.ended || c.rx_armed || c.tx.inflight > 0 || c.fd.is_none() {
+            return;
+        }
+        if let Err(e) = st.ring.submitter().register_files_update(1 + conn, &[-1]) {
+            tracing::warn!(sap = %core.name, "unregistering connection {conn}: {e}");
+        }
+        c.fd = None;
+        while let Some((slot, _)) = c.tx.queue.pop_front() {
+            core.send_free.push(slot);
+            Counters::inc(&core.stats.send_errors);
+        }
+        c.tx.sent_off = 0;
+        c.closing = false;
+        c.ended = false;
+        core.free_conn(conn);
+        Counters::inc(&core.stats.closed);
+    }
+
+    fn intent(&self, st: &mut Leader, i: Intent, events: &mut Vec<Event>) {
+        let core = &*self.core;
+        match i {
+            Intent::SendTo { slot, len, to } => {
+                if !matches!(self.endpoint, Endpoint::Udp(_)) {
+                    core.send_free.push(slot);
+                    Counters::inc(&core.stats.send_errors);
+                    return;
+                }
+                let bid = core.bufs_send_to_kernel(slot);
+                let m = &mut st.sends[bid as usize];
+                let (name, nlen) = socket::to_sockaddr(&to);
+                m.name = name;
+                m.iov = libc::iovec {
+                    iov_base: core.sendbufs.addr(bid).cast(),
+                    iov_len: len as usize,
+                };
+                m.msg = empty_msghdr();
+                m.msg.msg_name = (&mut m.name as *mut libc::sockaddr_storage).cast();
+                m.msg.msg_namelen = nlen;
+                m.msg.msg_iov = &mut m.iov;
+                m.msg.msg_iovlen = 1;
+                let e = opcode::SendMsg::new(types::Fixed(0), &m.msg)
+                    .build()
+                    .user_data(ud(K_SEND, u32::from(bid)));
+                self.push(st, e);
+                st.inflight += 1;
+            }
+            Intent::SendStream {
+                slot,
+                len,
+                conn,
+                generation,
+            } => {
+                let live = core.conns.get(conn as usize).is_some_and(|c| {
+                    c.generation.load(Ordering::Acquire) == generation
+                        && c.open.load(Ordering::Acquire)
+                });
+                let c = &mut st.conns[conn as usize % st.conns.len()];
+                if !live || c.fd.is_none() || c.closing {
+                    core.send_free.push(slot);
+                    Counters::inc(&core.stats.send_errors);
+                    return;
+                }
+                c.tx.queue.push_back((slot, len));
+                self.tx_kick(st, conn);
+            }
+            Intent::ArmStream { conn } => {
+                let c = &st.conns[conn as usize];
+                if c.closing {
+                    events.push(Event::StreamEnd { conn, err: 0 });
+                } else {
+                    self.arm_stream(st, conn);
+                }
+            }
+            Intent::Close { conn } => {
+                let c = &mut st.conns[conn as usize];
+                if c.fd.is_none() || c.closing {
+                    return;
+                }
+                c.closing = true;
+                if c.rx_armed {
+                    let e = opcode::AsyncCancel::new(ud(K_STREAM, conn))
+                        .build()
+                        .user_data(ud(K_CANCEL, conn));
+                    self.push(st, e);
+                    st.inflight += 1;
+                }
+            }
+            Intent::Ended { conn } => {
+                let c = &mut st.conns[conn as usize];
+                c.closing = true;
+                c.ended = true;
+                self.try_finalize(st, conn);
+            }
+            Intent::Adopt { conn, fd } => self.adopt(st, conn, fd),
+        }
+    }
+
+    fn cqe(&self, st: &mut Leader, (data, res, flags): (u64, i32, u32), events: &mut Vec<Event>) {
+        let core = &*self.core;
+        let idx = data as u32;
+        if cqueue::buffer_select(flags).is_some() {
+            st.in_ring = st.in_ring.saturating_sub(1);
+        }
+        match data >> 32 {
+            K_DGRAM => {
+                let more = cqueue::more(flags);
+                if res >= 0 {
+                    if let Some(bid) = cqueue::buffer_select(flags) {
+                        events.push(Event::Datagram {
+                            bid,
+                            len: res as u32,
+                        });
+                    }
+                } else if res == -libc::ENOBUFS {
+                    st.sock_starved = true;
+                    core.starved.store(true, Ordering::SeqCst);
+                    Counters::inc(&core.stats.enobufs);
+                } else if res != -libc::ECANCELED {
+                    tracing::warn!(sap = %core.name, "multishot recvmsg ended: {}", io::Error::from_raw_os_error(-res));
+                }
+                if !more {
+                    st.sock_armed = false;
+                    st.inflight -= 1;
+                    if !st.sock_starved {
+                        self.arm_endpoint(st);
+                    }
+                }
+            }
+            K_STREAM => {
+                st.inflight -= 1;
+                let c = &mut st.conns[idx as usize];
+                c.rx_armed = false;
+                let closing = c.closing;
+                if res > 0 {
+                    if let Some(bid) = cqueue::buffer_select(flags) {
+                        if closing {
+                            // SAFETY: the completion names `bid`: the kernel is done with it
+                            // and nothing else holds it.
+                            core.give_back(unsafe { core.bufs.assume_owned(bid) });
+                            events.push(Event::StreamEnd { conn: idx, err: 0 });
+                        } else {
+                            events.push(Event::Chunk {
+                                conn: idx,
+                                bid,
+                                len: res as u32,
+                            });
+                        }
+                    }
+                } else if res == -libc::ENOBUFS && !closing {
+                    core.stall(idx);
+                } else {
+                    events.push(Event::StreamEnd {
+                        conn: idx,
+                        err: -res,
+                    });
+                }
+                self.try_finalize(st, idx);
+            }
+            K_ACCEPT => {
+                if !cqueue::more(flags) {
+                    st.accept_armed = false;
+                    st.inflight -= 1;
+                    self.arm_endpoint(st);
+                }
+                if res >= 0 {
+                    // SAFETY: a successful accept completion returns a new descriptor that
+                    // nothing else owns.
+                    let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                    self.accepted(st, fd);
+                }
+            }
+            K_SEND => {
+                st.inflight -= 1;
+                // SAFETY: the send's completion names its slot: the kernel is done with it.
+                let slot = unsafe { core.sendbufs.assume_owned(idx as u16) };
+                core.send_free.push(slot);
+                if res < 0 {
+                    Counters::inc(&core.stats.send_errors);
+                } else {
+                    Counters::inc(&core.stats.sent);
+                }
+            }
+            K_SEND_STREAM => {
+                st.inflight -= 1;
+                self.tx_done(st, idx, res);
+            }
+            K_BELL => {
+                st.inflight -= 1;
+                st.bell_armed = false;
+            }
+            _ => {
+                st.inflight -= 1;
+            }
+        }
+    }
+
+    /// Handles completions until the queue is empty or `events` is full.
+    fn harvest(&self, st: &mut Leader, events: &mut Vec<Event>) {
+        loop {
+            let room = events.capacity().saturating_sub(events.len());
+            if room == 0 {
+                return;
+            }
+            if st.backlog.is_empty() {
+                let mut cq = st.ring.completion();
+                for e in cq.by_ref().take(HARVEST.min(room)) {
+                    st.backlog.push((e.user_data(), e.result(), e.flags()));
+                }
+            }
+            if st.backlog.is_empty() {
+                return;
+            }
+            let mut batch = std::mem::take(&mut st.backlog);
+            let mut done = 0;
+            for c in batch.iter() {
+                if events.len() >= events.capacity() {
+                    break;
+                }
+                self.cqe(st, *c, events);
+                done += 1;
+            }
+            batch.drain(..done);
+            st.backlog = batch;
+        }
+    }
+
+    /// Runs deferred completion work (the TASKRUN flag is set) without waiting: the
+    /// crate's `submit` enters with GETEVENTS when that flag is up.
+    fn run_task_work(st: &mut Leader) {
+        let _ = st.ring.submit();
+    }
+
+    fn has_completions(st: &mut Leader) -> bool {
+        !st.backlog.is_empty() || !st.ring.completion().is_empty()
+    }
+}
+
+impl Core {
+    /// Gives a send slot to the kernel.
+    fn bufs_send_to_kernel(&self, slot: Owned) -> u16 {
+        self.sendbufs.to_kernel(slot)
+    }
+}
+
+impl Backend for Uring {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn poll(&self, _lead: &Lead<'_>, events: &mut Vec<Event>, waiting: Waiting<'_>) {
+        let core = &*self.core;
+        let Some(mut st) = self.leader.try_claim() else {
+            tracing::error!(sap = %core.name, "two leaders on one io_uring: leader/followers broken");
+            return;
+        };
+        let st = &mut *st;
+        // 1. Recycle, and resume what starved.
+        // Resume when buffers exist anywhere user space can hand out: just recycled, still
+        // in the ring (a stall may have raced with an earlier recycle), or in the reserve.
+        let recycled = self.recycle(st);
+        let available = recycled > 0 || st.in_ring > 0 || !core.free.is_empty();
+        if available && core.starved.swap(false, Ordering::SeqCst) {
+            if st.sock_starved {
+                st.sock_starved = false;
+                self.arm_endpoint(st);
+            }
+            while events.len() < events.capacity() {
+                match core.stalled.pop() {
+                    Some(conn) => events.push(Event::Resume { conn }),
+                    None => break,
+                }
+            }
+            if !core.stalled.is_empty() || st.sock_starved {
+                core.starved.store(true, Ordering::SeqCst);
+            }
+        }
+        // 2. Work from other threads.
+        for _ in 0..core.intents.capacity() {
+            if events.len() >= events.capacity() {
+                break;
+            }
+            match core.intents.pop() {
+                Some(i) => self.intent(st, i, events),
+                None => break,
+            }
+        }
+        self.arm_bell(st);
+        // 3. Completions already there.
+        self.harvest(st, events);
+        if !events.is_empty() || core.stopping.load(Ordering::Acquire) {
+            self.submit(st);
+            return;
+        }
+        // 4. Spin, then park.
+        if let Waiting::Spin(budget) = waiting {
+            self.submit(st);
+            let got = budget.spin_until(|| {
+                Self::has_completions(st)
+                    || st.ring.submission().taskrun()
+                    || !core.intents.is_empty()
+            });
+            if got {
+                if st.ring.submission().taskrun() {
+                    Self::run_task_work(st);
+                }
+                self.harvest(st, events);
+                return;
+            }
+        }
+        // The bell's read may have completed in a harvest above: it must be armed before
+        // we block, or a wake-up would be lost.
+        self.arm_bell(st);
+        core.parked.store(true, Ordering::SeqCst);
+        let resumable = !core.stalled.is_empty() && (st.in_ring > 0 || !core.free.is_empty());
+        if !core.intents.is_empty()
+            || (core.starved.load(Ordering::SeqCst) && (!core.returns.is_empty() || resumable))
+            || core.stopping.load(Ordering::SeqCst)
+        {
+            core.parked.store(false, Ordering::SeqCst);
+            self.submit(st);
+            return;
+        }
+        Counters::inc(&core.stats.parks);
+        if !st.ring.submission().is_empty() {
+            Counters::inc(&core.stats.submits);
+        }
+        // Starved with buffers published (the kernel saw an empty ring a moment ago, or
+        // disagrees with our count): no completion may come to wake us, so park for at
+        // most 1 ms and retry the re-arm then.
+        let timed =
+            st.sock_starved || (core.starved.load(Ordering::SeqCst) && !core.stalled.is_empty());
+        let waited = if timed {
+            let ts = types::Timespec::new().nsec(1_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            st.ring.submitter().submit_with_args(1, &args)
+        } else {
+            st.ring.submit_and_wait(1)
+        };
+        match waited {
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+            Err(e) => tracing::warn!(sap = %core.name, "io_uring_enter failed: {e}"),
+        }
+        core.parked.store(false, Ordering::SeqCst);
+        self.harvest(st, events);
+    }
+
+    fn complete(
+        &self,
+        ev: Event,
+        _scratch: &mut RecvScratch,
+        sink: &mut dyn FnMut(Completion) -> Flow,
+    ) {
+        let core = &*self.core;
+        match ev {
+            Event::Datagram { bid, len } => {
+                // SAFETY: the completion named `bid`: the kernel wrote it and gave it up.
+                let buf = unsafe { core.bufs.assume_owned(bid) };
+                let whole = &core.bufs.read(&buf)[..(len as usize).min(core.bufs.size() as usize)];
+                match types::RecvMsgOut::parse(whole, &self.msg) {
+                    Ok(out) => {
+                        if let Some(d) = socket::rxq_ovfl(out.control_data()) {
+                            core.stats
+                                .kernel_drops
+                                .fetch_max(u64::from(d), Ordering::Relaxed);
+                        }
+                        let from = socket::from_sockaddr_bytes(out.name_data())
+                            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+                        let off = out.payload_data().as_ptr() as usize - whole.as_ptr() as usize;
+                        let plen = out.payload_data().len();
+                        let truncated = out.is_payload_truncated();
+                        sink(Completion::Datagram {
+                            buf,
+                            off,
+                            len: plen,
+                            from,
+                            truncated,
+                        });
+                    }
+                    Err(()) => {
+                        Counters::inc(&core.stats.truncated);
+                        core.give_back(buf);
+                    }
+                }
+            }
+            Event::Chunk { conn, bid, len } => {
+                // SAFETY: the completion named `bid`: the kernel wrote it and gave it up.
+                let buf = unsafe { core.bufs.assume_owned(bid) };
+                let flow = sink(Completion::Chunk {
+                    conn,
+                    buf,
+                    len: len as usize,
+                });
+                if flow == Flow::Continue {
+                    self.rearm_stream(conn);
+                }
+            }
+            Event::StreamEnd { conn, err } => {
+                if err != 0 {
+                    tracing::debug!(sap = %core.name, conn, "stream ended: {}", io::Error::from_raw_os_error(err));
+                }
+                sink(Completion::End { conn });
+            }
+            Event::Resume { conn } => {
+                if sink(Completion::Resume { conn }) == Flow::Continue {
+                    self.rearm_stream(conn);
+                }
+            }
+            Event::Readable | Event::StreamReadable { .. } => {}
+        }
+    }
+
+    fn rearm_stream(&self, conn: u32) {
+        if self.core.push_intent(Intent::ArmStream { conn }).is_err() {
+            tracing::error!(sap = %self.core.name, "intent queue full: connection {conn} not re-armed");
+        }
+    }
+
+    fn attach(&self) {
+        if !self.single {
+            return;
+        }
+        if let Some(st) = self.leader.try_claim()
+            && let Err(e) = st.ring.submitter().register_enable_rings()
+        {
+            tracing::error!(sap = %self.core.name, "enabling the ring: {e}");
+        }
+    }
+
+    fn detach(&self) {
+        if self.single {
+            // The one issuer must cancel and drain: nobody else may enter this ring.
+            self.shutdown_here();
+        }
+    }
+
+    fn shutdown(&self) {
+        if self.finished.load(Ordering::Acquire) {
+            return;
+        }
+        if self.single {
+            // The pool thread exited without detaching (it panicked): its exit cancelled
+            // its requests, but nobody saw them finish, so keep the memory.
+            tracing::error!(sap = %self.core.name, "io_uring reactor stopped without draining; leaking its buffers");
+            std::mem::forget(Arc::clone(&self.core));
+            return;
+        }
+        on_own_thread(|| self.shutdown_here());
+    }
+}
+
+impl Uring {
+    fn shutdown_here(&self) {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let core = &*self.core;
+        let Some(mut st) = self.leader.try_claim() else {
+            return;
+        };
+        let st = &mut *st;
+        let mut targets = Vec::new();
+        if st.sock_armed {
+            targets.push(ud(K_DGRAM, 0));
+        }
+        if st.accept_armed {
+            targets.push(ud(K_ACCEPT, 0));
+        }
+        if st.bell_armed {
+            targets.push(ud(K_BELL, 0));
+        }
+        for (i, c) in st.conns.iter().enumerate() {
+            if c.rx_armed {
+                targets.push(ud(K_STREAM, i as u32));
+            }
+        }
+        for t in targets {
+            let e = opcode::AsyncCancel::new(t)
+                .build()
+                .user_data(ud(K_CANCEL, 0));
+            self.push(st, e);
+            st.inflight += 1;
+        }
+        let deadline = StdInstant::now() + Duration::from_secs(2);
+        let mut events = Vec::with_capacity(HARVEST);
+        let ts = types::Timespec::new().nsec(20_000_000);
+        while st.inflight > 0 && StdInstant::now() < deadline {
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = st.ring.submitter().submit_with_args(1, &args);
+            events.clear();
+            self.harvest(st, &mut events);
+            for ev in events.drain(..) {
+                if let Event::Datagram { bid, .. } | Event::Chunk { bid, .. } = ev {
+                    // SAFETY: the completion named `bid`; the kernel gave it up.
+                    core.give_back(unsafe { core.bufs.assume_owned(bid) });
+                }
+            }
+        }
+        if st.inflight > 0 {
+            tracing::error!(
+                sap = %core.name,
+                "{} io_uring operations did not complete after cancel; leaking their memory rather than freeing it under the kernel",
+                st.inflight
+            );
+            std::mem::forget(Arc::clone(&self.core));
+            return;
+        }
+        if let Err(e) = st.ring.submitter().unregister_buf_ring(BGID) {
+            tracing::warn!(sap = %core.name, "unregistering the buffer ring: {e}");
+        }
+    }
+}

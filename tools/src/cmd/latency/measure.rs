@@ -1,0 +1,190 @@
+//! One measuring slice of each side, on the same core at the same SCHED_FIFO priority.
+//!
+//! **Executor slice:** the executor starts, `N` periodic tasks with empty bodies are
+//! admitted on the RT core (period = interval, task `i` offset by `i·interval/N`), they
+//! run for the slice, the executor stops, and every task's release-latency histogram
+//! (job start − release) joins the total.
+//!
+//! **Baseline slice:** cyclictest's method, in this process: `N` plain threads, each at
+//! the SCHED_FIFO priority its executor task had (the dispatcher's, in the cooperative
+//! model), pinned to the same core, with memory locked, sleeping with
+//! `clock_nanosleep(TIMER_ABSTIME)` on the same release times and recording
+//! `now − release` after each wake-up.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use rtpm_rt::config::{Dispatch, Partition};
+use rtpm_rt::cpu::CpuSet;
+use rtpm_rt::exec::{ExecConfig, Executor, Job, TaskOptions, TaskSpec};
+use rtpm_rt::hist::AtomicHistogram;
+use rtpm_rt::thread::{Policy, ThreadBuilder};
+use rtpm_rt::time::{Clock, Instant, MonotonicClock, Nanos, sleep_until};
+
+use super::load;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The partition, with the measured RT core set to the chosen model.
+    pub partition: Partition,
+    /// The measured RT CPU.
+    pub cpu: usize,
+    /// Its model.
+    pub model: Dispatch,
+    /// Its priority band's top.
+    pub band_hi: u8,
+    /// How many tasks (and baseline threads).
+    pub tasks: usize,
+    /// Their period.
+    pub interval: Nanos,
+    /// Run a SCHED_IDLE spinner on the RT core (builtin load with --share-idle).
+    pub idle_hog: bool,
+}
+
+impl Plan {
+    fn offset(&self, i: usize) -> Nanos {
+        Nanos(self.interval.get() * i as u64 / self.tasks as u64)
+    }
+}
+
+/// What both sides have measured so far.
+pub struct Totals {
+    /// Executor release latencies (ns).
+    pub executor: Histogram<u64>,
+    /// Baseline wake-up latencies (ns).
+    pub baseline: Histogram<u64>,
+    /// The SCHED_FIFO priority of each task (from the first executor slice).
+    pub priorities: Vec<u8>,
+    /// Executor deadline misses.
+    pub misses: u64,
+    /// Executor events (warnings, demotions).
+    pub events: Vec<String>,
+}
+
+impl Totals {
+    /// Empty totals.
+    pub fn new() -> Result<Totals, String> {
+        Ok(Totals {
+            executor: rtpm_rt::hist::empty().map_err(|e| e.to_string())?,
+            baseline: rtpm_rt::hist::empty().map_err(|e| e.to_string())?,
+            priorities: Vec::new(),
+            misses: 0,
+            events: Vec::new(),
+        })
+    }
+}
+
+/// Runs the executor for `len`.
+pub fn executor_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), String> {
+    let mut exec = Executor::start(ExecConfig::new(plan.partition.clone()))
+        .map_err(|e| format!("the executor did not start: {e}"))?;
+    let core = exec
+        .rt_cpus()
+        .iter()
+        .position(|c| *c == plan.cpu)
+        .ok_or_else(|| format!("CPU {} is not an RT core of the partition", plan.cpu))?;
+    let wcet = Nanos::us(20).min(Nanos(plan.interval.get() / 2));
+    let mut ids = Vec::new();
+    for i in 0..plan.tasks {
+        let spec = TaskSpec::periodic(format!("lat{i}"), plan.interval, wcet)
+            .with_offset(plan.offset(i))
+            .pinned(core);
+        let id = exec
+            .spawn_periodic(spec, TaskOptions::default(), |_: &Job| {})
+            .map_err(|e| format!("task lat{i} was not admitted: {e}"))?;
+        ids.push(id);
+    }
+    if t.priorities.is_empty() {
+        t.priorities = ids
+            .iter()
+            .map(|id| match plan.model {
+                Dispatch::Threads => exec.fifo_priority(*id).unwrap_or(plan.band_hi),
+                Dispatch::Cooperative => plan.band_hi,
+            })
+            .collect();
+    }
+    let stop_idle = Arc::new(AtomicBool::new(false));
+    if plan.idle_hog {
+        let pool = exec.pool().ok_or("the executor has no pool")?;
+        pool.submit_idle(load::spinner(Arc::clone(&stop_idle)))
+            .map_err(|e| e.to_string())?;
+    }
+    std::thread::sleep(len);
+    stop_idle.store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = exec.stop().map_err(|e| e.to_string())?;
+    for task in &report.tasks {
+        t.executor
+            .add(&task.histograms.release_latency)
+            .map_err(|e| format!("{e:?}"))?;
+        t.misses += task.deadline_misses;
+    }
+    for e in report.events {
+        let line = format!("{e:?}");
+        if !t.events.contains(&line) {
+            t.events.push(line);
+        }
+    }
+    Ok(())
+}
+
+/// Runs the cyclictest-method baseline for `len`.
+pub fn baseline_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), String> {
+    rtpm_rt::thread::lock_memory().map_err(|e| e.to_string())?;
+    let stop_idle = Arc::new(AtomicBool::new(false));
+    let idle = if plan.idle_hog {
+        Some(load::idle_thread(&stop_idle, plan.cpu)?)
+    } else {
+        None
+    };
+    let epoch = MonotonicClock.now();
+    let end = epoch.add(Nanos::from_duration(len));
+    let mut threads = Vec::new();
+    for i in 0..plan.tasks {
+        let priority = t.priorities.get(i).copied().unwrap_or(plan.band_hi);
+        let interval = plan.interval;
+        let offset = plan.offset(i);
+        let th = ThreadBuilder::new(format!("baseline-{i}"))
+            .policy(Policy::Fifo { priority })
+            .affinity(CpuSet::single(plan.cpu))
+            .stack_size(256 * 1024)
+            .prefault_stack(64 * 1024)
+            .spawn(move || cyclic(epoch, offset, interval, end))
+            .map_err(|e| format!("baseline thread {i}: {e}"))?;
+        threads.push(th);
+    }
+    for th in threads {
+        let h = th
+            .join()
+            .map_err(|_| "a baseline thread panicked".to_string())?;
+        let snap = h.snapshot().map_err(|e| e.to_string())?;
+        t.baseline.add(&snap).map_err(|e| format!("{e:?}"))?;
+    }
+    stop_idle.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(th) = idle {
+        let _ = th.join();
+    }
+    Ok(())
+}
+
+/// cyclictest's measuring loop: sleep until the next absolute release, read the clock,
+/// record the difference. Releases are `epoch + offset + k·interval`, from the first that
+/// comes after the thread has started (as the executor's tasks do), so the time it takes
+/// to start the thread never counts as latency.
+fn cyclic(epoch: Instant, offset: Nanos, interval: Nanos, end: Instant) -> AtomicHistogram {
+    let h = AtomicHistogram::new();
+    let clock = MonotonicClock;
+    let earliest = clock.now().add(Nanos::us(200));
+    let base = epoch.add(offset);
+    let k = earliest.since(base).get().div_ceil(interval.get().max(1));
+    let mut next = base.add(Nanos(k * interval.get()));
+    while next < end {
+        sleep_until(next);
+        let now = clock.now();
+        h.record(now.since(next).get());
+        next = next.add(interval);
+    }
+    h
+}
