@@ -65,7 +65,7 @@ enum Command {
     ///   cores = 1                # RT cores to partition over (default 1)
     ///   heuristic = "ffd"        # "ffd" | "bfd" | "wfd"
     ///   utilization_cap = 1.0    # per core, 0 < x <= 1
-    ///   overhead = "10us"        # per job (default: the measured DEFAULT_JOB_OVERHEAD)
+    ///   overhead = "25us"        # per job (default: the measured DEFAULT_JOB_OVERHEAD, 25us)
     ///
     ///   [[task]]
     ///   name = "brake"           # unique; required

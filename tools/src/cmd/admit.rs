@@ -45,7 +45,7 @@ pub struct AdmitArgs {
     #[arg(long)]
     non_preemptive: bool,
     /// Per-job overhead added to every wcet, e.g. "10us" (default: the measured
-    /// DEFAULT_JOB_OVERHEAD).
+    /// DEFAULT_JOB_OVERHEAD, 25us).
     #[arg(long, value_name = "DURATION")]
     overhead: Option<Nanos>,
     /// SCHED_DEADLINE bandwidth bounding preemptive EDF cores, 0 < X <= 1 (default: this
