@@ -502,10 +502,25 @@ pub fn undo_on(cg: &Cgroups) -> Result<Journal> {
     Ok(journal)
 }
 
+/// Runs `op` again while it fails with EBUSY, up to about a second: a deadline thread
+/// that is still exiting keeps its cpuset (and its bandwidth) busy for a moment.
+fn retry_busy(mut op: impl FnMut() -> Result<()>) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match op() {
+            Err(e) if e.errno() == Some(libc::EBUSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
+}
+
 fn undo_journal(cg: &Cgroups, journal: &Journal) -> Result<()> {
     let mut errors = Vec::new();
     for change in journal.changes.iter().rev() {
-        let r = match change {
+        let r = retry_busy(|| match change {
             Change::Write { path, old } => {
                 // A v2 partition goes back to `member` before the folder can go.
                 let value = if path.ends_with("cpuset.cpus.partition") && old.is_empty() {
@@ -533,7 +548,7 @@ fn undo_journal(cg: &Cgroups, journal: &Journal) -> Result<()> {
                 }
                 remove_cgroup_dir(path)
             }
-        };
+        });
         if let Err(e) = r {
             errors.push(e.to_string());
         }
