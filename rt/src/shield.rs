@@ -534,7 +534,11 @@ fn undo_journal(cg: &Cgroups, journal: &Journal) -> Result<()> {
                     write(path, value)
                 }
             }
-            Change::Moved { from, to, .. } => move_all(cg, to, from).map(|_| ()),
+            // Idempotent, so an undo that stopped halfway can be run again.
+            Change::Moved { from, to, .. } if to.join("tasks").exists() => {
+                move_all(cg, to, from).map(|_| ())
+            }
+            Change::Moved { .. } => Ok(()),
             Change::Mkdir { path } => {
                 if cg.version == Version::V1 && path.join("tasks").exists() {
                     // Whatever joined later (e.g. RT threads) goes back to the root.
@@ -764,6 +768,21 @@ mod tests {
         undo_on(&f.cg).unwrap();
         assert_eq!(f.snapshot(), before);
         assert!(!status_on(&f.cg).unwrap().active);
+        // An undo that stopped halfway (the cpusets gone, the journal left) can be run again.
+        setup_on(
+            &f.cg,
+            CpuSet::from_ids([3]),
+            CpuSet::from_ids([0, 1, 2]),
+            None,
+        )
+        .unwrap();
+        let journal = fs::read_to_string(&f.cg.state_file).unwrap();
+        undo_on(&f.cg).unwrap();
+        fs::create_dir_all(f.cg.state_file.parent().unwrap()).unwrap();
+        fs::write(&f.cg.state_file, journal).unwrap();
+        assert!(status_on(&f.cg).unwrap().active);
+        undo_on(&f.cg).unwrap();
+        assert_eq!(f.snapshot(), before);
         assert!(
             undo_on(&f.cg)
                 .unwrap_err()
