@@ -108,6 +108,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: called first thing, before any other thread exists; it restores the default
+    // action of SIGPIPE, so `rtpm … | head` ends quietly like other Unix tools instead of
+    // panicking on a closed stdout.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let code = match Cli::parse().command {
         Command::Topology(a) => cmd::topology::run(a),
         Command::Shield(a) => cmd::shield::run(a),
