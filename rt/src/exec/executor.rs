@@ -621,10 +621,10 @@ impl Executor {
         }
         self.ctx.release_capacity(id);
         let entry = self.tasks.remove(i);
-        if let (Some(k), Some(s)) = (self.cores[core].cooperative.as_mut(), entry.slot) {
-            if let Some(u) = k.used.get_mut(s) {
-                *u = false;
-            }
+        if let (Some(k), Some(s)) = (self.cores[core].cooperative.as_mut(), entry.slot)
+            && let Some(u) = k.used.get_mut(s)
+        {
+            *u = false;
         }
         self.rerank(core);
         entry
