@@ -3,6 +3,7 @@
 pub mod latency;
 pub mod shield;
 pub mod topology;
+pub mod user;
 
 use std::path::Path;
 
