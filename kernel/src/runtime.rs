@@ -41,12 +41,15 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// A user added in memory: name, passphrase (hashed at build), grants.
+type MemoryUser = (String, String, Vec<(String, Permissions)>);
+
 /// Builds a [`Runtime`].
 pub struct RuntimeBuilder {
     config: Option<LoadedConfig>,
     dir: Option<PathBuf>,
     users_file: Option<PathBuf>,
-    users: Vec<(String, String, Vec<(String, Permissions)>)>,
+    users: Vec<MemoryUser>,
     clock: Arc<dyn Clock>,
     policy: LoginPolicy,
     services: Option<Vec<ServiceEntry>>,

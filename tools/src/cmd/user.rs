@@ -75,7 +75,7 @@ fn bad(message: impl std::fmt::Display) -> u8 {
     BAD_INPUT
 }
 
-fn load_or_new(path: &PathBuf) -> Result<UsersFile, u8> {
+fn load_or_new(path: &std::path::Path) -> Result<UsersFile, u8> {
     if path.exists() {
         UsersFile::load(path).map_err(bad)
     } else {
