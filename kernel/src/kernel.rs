@@ -140,6 +140,11 @@ impl Kernel {
         }
     }
 
+    /// Whether the runtime has an executor (an RT core).
+    pub(crate) fn has_executor(&self) -> bool {
+        lock(&self.executor).is_some()
+    }
+
     /// Whether a service of id `id` is present.
     pub(crate) fn contains(&self, id: ServiceId) -> bool {
         lock(&self.registry).entries.contains_key(&id)

@@ -279,21 +279,37 @@ impl Runtime {
         for w in &rt.warnings {
             tracing::warn!("{w}");
         }
+        let mut warnings_after = Vec::new();
+        let has_executor = rt.kernel.has_executor();
         for s in services {
-            match s.kind {
-                ServiceKindName::Rpc => {
-                    rt.kernel.insert_kernel(RpcService::with_config(rpc))?;
-                }
+            let inserted = match s.kind {
+                ServiceKindName::Rpc => rt
+                    .kernel
+                    .insert_kernel(RpcService::with_config(rpc))
+                    .map(|_| ()),
                 ServiceKindName::Events => {
                     let mut c = EventConfig::default();
                     if let Some(p) = s.monitor_period {
                         c.monitor_period = p;
                         c.monitor_wcet = c.monitor_wcet.min(Nanos(p.get() / 2).max(Nanos::us(1)));
                     }
-                    rt.kernel.insert_user(EventService::new(c))?;
+                    rt.kernel.insert_user(EventService::new(c)).map(|_| ())
                 }
+            };
+            match inserted {
+                Ok(()) => {}
+                // Without an RT core a service with real-time tasks cannot start: the
+                // runtime still does, and says so.
+                Err(e) if !has_executor => {
+                    let w = format!("service {:?} not started: {e}", s.kind);
+                    tracing::warn!("{w}");
+                    warnings_after.push(w);
+                }
+                Err(e) => return Err(e),
             }
         }
+        let mut rt = rt;
+        rt.warnings.append(&mut warnings_after);
         tracing::info!(node = %rt.kernel.node.name, id = %rt.kernel.node.id, "runtime started");
         Ok(rt)
     }
