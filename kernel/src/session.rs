@@ -17,7 +17,7 @@ pub(crate) struct SessionInner {
     pub(crate) active: AtomicBool,
 }
 
-/// A logged-in user of one runtime. See the [module documentation](self).
+/// A logged-in user of one runtime: made only by [`Runtime::login`](crate::Runtime::login), closed for every clone by [`Runtime::logout`](crate::Runtime::logout).
 #[derive(Clone)]
 pub struct Session {
     pub(crate) inner: Arc<SessionInner>,

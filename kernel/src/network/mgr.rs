@@ -44,7 +44,7 @@ struct Held {
     tasks: Vec<TaskId>,
 }
 
-/// The network manager. See the [module documentation](self).
+/// The network manager (listing 4): see [`crate::network`].
 pub struct NetworkMgr {
     held: Mutex<Vec<Held>>,
     snapshot: ArcSwap<Vec<Arc<dyn Network>>>,

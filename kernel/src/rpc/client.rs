@@ -62,7 +62,7 @@ impl Default for CallOptions {
     }
 }
 
-/// A client of one service, encoding with `C`. See the [module documentation](self).
+/// A client of one service, encoding with `C`: see [`crate::rpc`].
 pub struct RpcClient<C: Codec = Postcard> {
     core: Arc<RpcCore>,
     api: UserApi,

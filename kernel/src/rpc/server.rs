@@ -40,7 +40,7 @@ pub trait RpcServer: Send + Sync + 'static {
     fn invoke(&self, request: &Request<'_>, reply: &mut ReplyBuf<'_>) -> Result<(), OpError>;
 }
 
-/// How requests from the same runtime are run. See the [module documentation](self).
+/// How requests from the same runtime are run: as jobs of the server's request task (isolated on the RT core), or on the caller's thread (collocated). See [`crate::rpc`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LocalCalls {
