@@ -94,3 +94,6 @@ pub use service::{
     KernelContext, KernelHandle, KernelService, Service, UserApi, UserContext, UserService,
 };
 pub use session::Session;
+
+pub use rtpm_rt::exec::{Activator, Job, OverrunPolicy, TaskId, TaskOptions, TaskSpec};
+pub use rtpm_rt::time::{Clock, Instant, MonotonicClock, Nanos, SimClock};
