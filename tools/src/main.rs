@@ -105,6 +105,17 @@ enum Command {
     ///
     /// Example: rtpm latency --tasks 2 --interval 1ms --duration 30s --model cooperative --baseline --load stress-ng --json
     Latency(cmd::latency::LatencyArgs),
+    /// Manage the users file: add (prompting for the passphrase), remove, list.
+    ///
+    /// The users file holds each user's argon2id passphrase hash (never the passphrase)
+    /// and their grants: TARGET=PERMS, where TARGET is `*`, a service name, topic:NAME or
+    /// a UUID, and PERMS are execute, publish, subscribe, admin. `add` prompts twice
+    /// without echo on a terminal; when standard input is not a terminal it reads the
+    /// passphrase from its first line (for scripts). The file is written atomically with
+    /// mode 0600. Point node.toml's `users` key at it.
+    ///
+    /// Example: rtpm user add alice --users config/users.toml --grant '*=admin' --grant topic:positions=publish,subscribe
+    User(cmd::user::UserArgs),
 }
 
 fn main() -> ExitCode {
@@ -119,6 +130,7 @@ fn main() -> ExitCode {
         Command::Shield(a) => cmd::shield::run(a),
         Command::Admit(a) => cmd::admit::run(a),
         Command::Latency(a) => cmd::latency::run(a),
+        Command::User(a) => cmd::user::run(a),
     };
     ExitCode::from(code)
 }

@@ -26,7 +26,7 @@ pub(crate) struct Context {
     pub(crate) general: CpuSet,
     gate: Mutex<Gate>,
     events: Mutex<Vec<ExecEvent>>,
-    demoted_threads: Mutex<Vec<RtThread<()>>>,
+    demoted_threads: Mutex<Vec<(TaskId, RtThread<()>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -69,11 +69,21 @@ impl Context {
         lock(&self.events).clone()
     }
 
-    pub(crate) fn keep_demoted_thread(&self, t: RtThread<()>) {
-        lock(&self.demoted_threads).push(t);
+    pub(crate) fn keep_demoted_thread(&self, id: TaskId, t: RtThread<()>) {
+        lock(&self.demoted_threads).push((id, t));
     }
 
     pub(crate) fn take_demoted_threads(&self) -> Vec<RtThread<()>> {
         std::mem::take(&mut *lock(&self.demoted_threads))
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    /// The best-effort thread of demoted task `id`, if it has one.
+    pub(crate) fn take_demoted_thread(&self, id: TaskId) -> Option<RtThread<()>> {
+        let mut threads = lock(&self.demoted_threads);
+        let i = threads.iter().position(|(t, _)| *t == id)?;
+        Some(threads.swap_remove(i).1)
     }
 }

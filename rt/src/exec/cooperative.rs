@@ -91,6 +91,8 @@ pub(crate) struct Dispatcher {
     /// Boxed tasks to take in, from the control side.
     pub(crate) inbox: Arc<ArrayQueue<(usize, Box<dyn Runnable>)>>,
     pub(crate) signal: Arc<CoreSignal>,
+    /// Removed tasks taken out of their slots, to be dropped off the RT core.
+    retired: heapless::Vec<Box<dyn Runnable>, MAX_TASKS_PER_CORE>,
 }
 
 impl Dispatcher {
@@ -104,12 +106,58 @@ impl Dispatcher {
             timers: BinaryHeap::new(),
             inbox: Arc::new(ArrayQueue::new(MAX_TASKS_PER_CORE)),
             signal: Arc::new(CoreSignal::default()),
+            retired: heapless::Vec::new(),
         }
+    }
+
+    /// If slot `slot`'s task is being removed, takes it out: its queue entries go, its
+    /// pending activations are cancelled, it is marked retired (so the control side may
+    /// reuse the slot) and waits in [`Dispatcher::take_retired`] to be dropped elsewhere.
+    /// Returns whether it did.
+    fn retire_if_removed(&mut self, slot: usize) -> bool {
+        let removing = matches!(
+            self.slots.get(slot),
+            Some(Some(s)) if s.task.shared().removal_requested()
+        );
+        if !removing {
+            return false;
+        }
+        let Some(Some(mut s)) = self.slots.get_mut(slot).map(Option::take) else {
+            return false;
+        };
+        if s.task.is_sporadic() {
+            self.sporadic = self.sporadic.saturating_sub(1);
+        }
+        let tag = slot as u8;
+        for heap in [&mut self.ready, &mut self.timers] {
+            let mut kept: BinaryHeap<Entry, Min, MAX_TASKS_PER_CORE> = BinaryHeap::new();
+            while let Some(e) = heap.pop() {
+                if e.slot != tag {
+                    // At most as many entries as were in `heap`: never full.
+                    let _ = kept.push(e);
+                }
+            }
+            *heap = kept;
+        }
+        s.task.cancel_pending();
+        let shared = Arc::clone(s.task.shared());
+        // At most one retired task per slot is waiting here, so this is never full.
+        let _ = self.retired.push(s.task);
+        shared.mark_retired();
+        true
+    }
+
+    /// The removed tasks taken out since the last call, to be dropped off the RT core.
+    pub(crate) fn take_retired(&mut self) -> Option<Box<dyn Runnable>> {
+        self.retired.pop()
     }
 
     /// Asks slot `slot`'s task for its next release and queues it (ready if due by
     /// `now`, else on the timer queue). A sporadic task with nothing queued stays idle.
     fn schedule(&mut self, slot: usize, now: Instant) {
+        if self.retire_if_removed(slot) {
+            return;
+        }
         let scheduler = self.scheduler;
         let Some(Some(s)) = self.slots.get_mut(slot) else {
             return;
@@ -182,6 +230,9 @@ impl Dispatcher {
 
     /// Runs the job `step` chose and queues the task's next release.
     pub(crate) fn run(&mut self, slot: usize, release: Instant, timing: Timing) -> JobEnd {
+        if self.retire_if_removed(slot) {
+            return JobEnd::Continue;
+        }
         let Some(Some(s)) = self.slots.get_mut(slot) else {
             return JobEnd::Continue;
         };
@@ -262,8 +313,14 @@ pub(crate) fn run_dispatcher(
                 if let Some(task) = d.finish(slot, end, clock.now()) {
                     link.hand_over(task);
                 }
+                while let Some(task) = d.take_retired() {
+                    link.retire(task);
+                }
             }
             Step::Sleep { until } => {
+                while let Some(task) = d.take_retired() {
+                    link.retire(task);
+                }
                 if stop.load(Ordering::Acquire) {
                     break;
                 }
@@ -312,6 +369,7 @@ mod tests {
             stats: Arc::new(TaskStats::new()),
             wake: Arc::new(WakeWord::new()),
             rank: AtomicU32::new(rank),
+            removal: std::sync::atomic::AtomicU8::new(crate::exec::task::LIVE),
         });
         Box::new(Periodic::new(shared, first, |_: &crate::exec::Job| {}))
     }
@@ -380,6 +438,47 @@ mod tests {
             Step::Run {
                 slot: 3,
                 release: t0.add(Nanos::us(300))
+            }
+        );
+    }
+
+    #[test]
+    fn a_removed_task_leaves_its_slot_and_its_queue_entries() {
+        let mut d = Dispatcher::new(Scheduler::Edf);
+        let t0 = MonotonicClock.now().add(Nanos::ms(50));
+        let a = task(1, Nanos::ms(1), Nanos::ms(1), 0, t0.add(Nanos::us(300)));
+        let shared = Arc::clone(a.shared());
+        d.inbox.push((3, a)).ok();
+        d.inbox
+            .push((
+                4,
+                task(2, Nanos::ms(2), Nanos::ms(2), 0, t0.add(Nanos::us(500))),
+            ))
+            .ok();
+        // Both wait on the timer queue.
+        assert_eq!(
+            d.step(t0),
+            Step::Sleep {
+                until: Some(t0.add(Nanos::us(300)))
+            }
+        );
+        shared.request_removal();
+        d.signal.notify(3);
+        // Slot 3's timer is gone: the next wake-up is slot 4's.
+        assert_eq!(
+            d.step(t0),
+            Step::Sleep {
+                until: Some(t0.add(Nanos::us(500)))
+            }
+        );
+        assert!(shared.retired());
+        assert!(d.take_retired().is_some());
+        assert!(d.take_retired().is_none());
+        assert_eq!(
+            d.step(t0.add(Nanos::us(500))),
+            Step::Run {
+                slot: 4,
+                release: t0.add(Nanos::us(500))
             }
         );
     }

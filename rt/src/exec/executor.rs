@@ -1,7 +1,7 @@
 //! The executor: starts the RT cores' runners, admits and places tasks, and stops.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use serde::Serialize;
 
@@ -15,7 +15,7 @@ use super::options::{ExecConfig, MAX_TASKS_PER_CORE, TaskOptions};
 use super::pool::Pool;
 use super::stats::{TaskReport, TaskStats};
 use super::supervisor::{ExecEvent, MAX_TASKS, run_supervisor};
-use super::task::{Periodic, Runnable, Sporadic, TaskShared, Timing};
+use super::task::{LIVE, Periodic, Runnable, Sporadic, TaskShared, Timing};
 use super::threads::{fifo_priority, run_loop};
 use super::wake::WakeWord;
 use crate::config::{CoreConfig, Dispatch, Fallback, Role, Scheduler};
@@ -414,6 +414,7 @@ impl Executor {
             stats: Arc::new(TaskStats::new()),
             wake: Arc::new(WakeWord::new()),
             rank: AtomicU32::new(placement.rank.unwrap_or(0)),
+            removal: AtomicU8::new(LIVE),
         });
         Ok(Admitted { shared, slot })
     }
@@ -566,6 +567,70 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// Removes task `id` while everything else runs on: its runner lets go of it before
+    /// its next job (a job in flight finishes), its queued activations are cancelled, its
+    /// thread (threads model, or its best-effort thread after a demotion) is joined or its
+    /// dispatcher slot freed, and only then does admission get its capacity back, so a
+    /// task admitted afterwards never shares the core with a job of the removed one.
+    /// Returns the task's final accounting.
+    ///
+    /// It can take up to one period of the task to return: a thread sleeping until its
+    /// next periodic release (and a cooperative core with only periodic tasks) notices the
+    /// removal when it wakes. Removal does not wait past `2·period + deadline + 1 s`;
+    /// beyond that it reports an error and the task stays listed (asked to stop, holding
+    /// its capacity), which [`Executor::stop`] cleans up.
+    pub fn remove(&mut self, id: TaskId) -> Result<TaskReport> {
+        let i = self
+            .tasks
+            .iter()
+            .position(|t| t.shared.id == id)
+            .ok_or_else(|| Error::Invalid(format!("no task {id} in this executor")))?;
+        let shared = Arc::clone(&self.tasks[i].shared);
+        shared.request_removal();
+        shared.wake.wake();
+        let core = shared.core;
+        if let (Some(k), Some(slot)) = (self.cores[core].cooperative.as_ref(), self.tasks[i].slot) {
+            k.signal.notify(slot as u32);
+        }
+        if let Some(th) = self.tasks[i].thread.take() {
+            let _ = th.join();
+        }
+        let spec = &shared.spec;
+        let limit = MonotonicClock.now().add(
+            spec.period
+                .saturating_add(spec.period)
+                .saturating_add(spec.deadline)
+                .saturating_add(Nanos::secs(1)),
+        );
+        // A demoted task's hand-over may be on its way to the supervisor, which marks it
+        // retired when it sees the removal; its best-effort thread marks it on exit.
+        while !shared.retired() {
+            if MonotonicClock.now() > limit {
+                return Err(Error::Invalid(format!(
+                    "task `{}` did not let go of its core within 2·period + deadline + 1 s; it is asked to stop and keeps its capacity until the executor stops",
+                    spec.name
+                )));
+            }
+            self.ctx.link.wake.wake();
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        if let Some(th) = self.ctx.take_demoted_thread(id) {
+            let _ = th.join();
+        }
+        self.ctx.release_capacity(id);
+        let entry = self.tasks.remove(i);
+        if let (Some(k), Some(s)) = (self.cores[core].cooperative.as_mut(), entry.slot)
+            && let Some(u) = k.used.get_mut(s)
+        {
+            *u = false;
+        }
+        self.rerank(core);
+        entry
+            .shared
+            .stats
+            .snapshot(id, &entry.shared.spec.name, entry.shared.cpu)
     }
 
     /// A snapshot of task `id`'s accounting.

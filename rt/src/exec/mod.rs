@@ -29,6 +29,10 @@
 //! demote (the task moves to a SCHED_OTHER thread on the general cores, admission gets
 //! its capacity back, and an [`ExecEvent::Demoted`] is recorded).
 //!
+//! **Removal.** [`Executor::remove`] takes one task out while the others run on: its
+//! runner lets go of it before its next job, and only then does admission get its
+//! capacity back.
+//!
 //! **General cores** run the supervisor and a best-effort [`Pool`]. At start every thread
 //! of the process leaves the RT cores; with `share_idle = true` a pool worker uses the
 //! core's idle time at SCHED_IDLE.

@@ -50,6 +50,8 @@ pub enum ExecEvent {
 /// The lock-free side the RT threads use.
 pub(crate) struct SupervisorLink {
     demoted: ArrayQueue<(Box<dyn Runnable>, u64)>,
+    /// Removed tasks a dispatcher took out of their slots, to be dropped here.
+    retired: ArrayQueue<Box<dyn Runnable>>,
     pub(crate) wake: WakeWord,
 }
 
@@ -65,6 +67,7 @@ impl SupervisorLink {
     pub(crate) fn new() -> SupervisorLink {
         SupervisorLink {
             demoted: ArrayQueue::new(MAX_TASKS),
+            retired: ArrayQueue::new(MAX_TASKS),
             wake: WakeWord::new(),
         }
     }
@@ -75,6 +78,14 @@ impl SupervisorLink {
         // The queue holds as many tasks as an executor may have, so it is never full;
         // were it full, the task would be dropped here rather than block the RT core.
         let _ = self.demoted.push((task, MonotonicClock.now().as_nanos()));
+        self.wake.wake();
+    }
+
+    /// Hands a removed (retired) task to the supervisor, which drops it off the RT core.
+    /// Lock-free and allocation-free.
+    pub(crate) fn retire(&self, task: Box<dyn Runnable>) {
+        // Same capacity argument as `hand_over`.
+        let _ = self.retired.push(task);
         self.wake.wake();
     }
 }
@@ -96,6 +107,9 @@ pub(crate) fn run_supervisor(ctx: Arc<Context>) {
 
 /// Gives back capacity, records the event and restarts each demoted task best-effort.
 pub(crate) fn take_over(ctx: &Arc<Context>) {
+    while let Some(task) = ctx.link.retired.pop() {
+        drop(task);
+    }
     while let Some((task, at_ns)) = ctx.link.demoted.pop() {
         let shared = Arc::clone(task.shared());
         ctx.release_capacity(shared.id);
@@ -105,9 +119,12 @@ pub(crate) fn take_over(ctx: &Arc<Context>) {
             from_cpu: shared.cpu,
             at_ns,
         });
-        if ctx.stop.load(Ordering::Acquire) {
+        if ctx.stop.load(Ordering::Acquire) || shared.removal_requested() {
             let mut task = task;
             task.cancel_pending();
+            if shared.removal_requested() {
+                shared.mark_retired();
+            }
             continue;
         }
         let run_ctx = Arc::clone(ctx);
@@ -116,7 +133,7 @@ pub(crate) fn take_over(ctx: &Arc<Context>) {
             .affinity(ctx.general)
             .spawn(move || run_loop(task, &run_ctx, Timing::ThreadCpu));
         match spawned {
-            Ok(t) => ctx.keep_demoted_thread(t),
+            Ok(t) => ctx.keep_demoted_thread(shared.id, t),
             Err(e) => ctx.record(ExecEvent::Warning {
                 message: format!(
                     "task `{}` was demoted but its best-effort thread could not start: {e}",

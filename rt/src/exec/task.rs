@@ -8,7 +8,7 @@
 //! is no drift.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use super::activation::{ActivationQueue, Pending};
 use super::gate::{TaskId, TaskSpec};
@@ -35,7 +35,18 @@ pub(crate) struct TaskShared {
     /// Fixed-priority rank on its core (1 highest; 0 under EDF). Set by the control side
     /// whenever admission re-ranks the core; read by the cooperative dispatcher.
     pub(crate) rank: AtomicU32,
+    /// Where the task is in its removal ([`Executor::remove`](super::Executor::remove)):
+    /// [`LIVE`], [`REMOVING`] (asked by the control side; its runner must let go before
+    /// the next job) or [`RETIRED`] (its runner has let go: it runs no job any more).
+    pub(crate) removal: AtomicU8,
 }
+
+/// [`TaskShared::removal`]: the task runs.
+pub(crate) const LIVE: u8 = 0;
+/// [`TaskShared::removal`]: removal was asked for.
+pub(crate) const REMOVING: u8 = 1;
+/// [`TaskShared::removal`]: the runner has let go of the task.
+pub(crate) const RETIRED: u8 = 2;
 
 /// How a runner measures a job's execution time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,5 +331,24 @@ impl TaskShared {
     /// The fixed-priority rank (1 highest).
     pub(crate) fn rank(&self) -> u32 {
         self.rank.load(Ordering::Relaxed)
+    }
+    /// Asks the task's runner to let go of it before its next job (control side).
+    pub(crate) fn request_removal(&self) {
+        let _ = self
+            .removal
+            .compare_exchange(LIVE, REMOVING, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    /// Whether removal was asked for (or is done).
+    #[inline]
+    pub(crate) fn removal_requested(&self) -> bool {
+        self.removal.load(Ordering::Acquire) != LIVE
+    }
+    /// Marks the task as let go by its runner: no job of it runs any more.
+    pub(crate) fn mark_retired(&self) {
+        self.removal.store(RETIRED, Ordering::Release);
+    }
+    /// Whether the runner has let go of the task.
+    pub(crate) fn retired(&self) -> bool {
+        self.removal.load(Ordering::Acquire) == RETIRED
     }
 }

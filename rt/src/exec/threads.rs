@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 
 use super::context::Context;
 use super::options::StopPolicy;
-use super::task::{JobEnd, Runnable, Timing};
+use super::task::{JobEnd, Runnable, TaskShared, Timing};
 use crate::time::{Clock, MonotonicClock, sleep_until};
 
 /// The SCHED_FIFO priority for `rank` (1 highest) in `band`, or `None` when the band has
@@ -29,13 +29,18 @@ pub(crate) fn fifo_priority(band: (u8, u8), rank: u32) -> Option<u8> {
     (p >= u32::from(lo)).then_some(p as u8)
 }
 
-/// A task thread's body: wait for each release, run the job, until stop (or until the
-/// task is demoted, when it is handed to the supervisor and this thread ends).
+/// A task thread's body: wait for each release, run the job, until stop or removal (or
+/// until the task is demoted, when it is handed to the supervisor and this thread ends).
+/// A removed task's pending activations are cancelled and it is marked retired, after
+/// which it runs no job.
 pub(crate) fn run_loop(mut task: Box<dyn Runnable>, ctx: &Context, timing: Timing) {
-    let word = Arc::clone(&task.shared().wake);
+    let shared = Arc::clone(task.shared());
+    let word = Arc::clone(&shared.wake);
     let clock = MonotonicClock;
+    let leave =
+        |shared: &TaskShared| ctx.stop.load(Ordering::Acquire) || shared.removal_requested();
     loop {
-        if ctx.stop.load(Ordering::Acquire) {
+        if leave(&shared) {
             break;
         }
         let seen = word.seq();
@@ -44,7 +49,7 @@ pub(crate) fn run_loop(mut task: Box<dyn Runnable>, ctx: &Context, timing: Timin
                 if release > clock.now() {
                     sleep_until(release);
                 }
-                if ctx.stop.load(Ordering::Acquire) {
+                if leave(&shared) {
                     break;
                 }
                 if task.run(release, timing) == JobEnd::Demote {
@@ -55,13 +60,17 @@ pub(crate) fn run_loop(mut task: Box<dyn Runnable>, ctx: &Context, timing: Timin
             None => word.wait(seen, None),
         }
     }
-    if ctx.stop_policy == StopPolicy::Drain && task.is_sporadic() {
+    let removed = shared.removal_requested();
+    if !removed && ctx.stop_policy == StopPolicy::Drain && task.is_sporadic() {
         while let Some(release) = task.next_release() {
             sleep_until(release);
             let _ = task.run(release, timing);
         }
     }
     task.cancel_pending();
+    if removed {
+        shared.mark_retired();
+    }
 }
 
 #[cfg(test)]

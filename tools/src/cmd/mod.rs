@@ -4,6 +4,7 @@ pub mod admit;
 pub mod latency;
 pub mod shield;
 pub mod topology;
+pub mod user;
 
 use std::path::Path;
 
