@@ -4,6 +4,7 @@
 
 pub mod frame;
 pub mod id;
+pub mod messaging;
 pub mod security;
 pub mod time;
 pub mod wire;
