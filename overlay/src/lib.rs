@@ -6,5 +6,6 @@
 
 pub mod error;
 pub mod proto;
+pub mod sim;
 
 pub use error::Error;

@@ -84,6 +84,21 @@ pub enum OfferKind {
     Attached = 3,
 }
 
+/// What a probed peer is to the prober.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relation {
+    /// A member of the prober's cell.
+    Mate = 0,
+    /// A peer bound to the prober.
+    BoundPeer = 1,
+    /// The prober's super-peer.
+    SuperPeer = 2,
+    /// A member of the prober's parent cell.
+    Parent = 3,
+    /// Nothing known.
+    None = 255,
+}
+
 /// One SAP a super-peer offers: a QoS class and the address serving it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sap {
@@ -183,6 +198,8 @@ pub enum Frame<'a> {
     Unbind {
         /// The cell.
         cell: CellId,
+        /// Leaving the overlay (drop its records) rather than moving.
+        leaving: bool,
     },
     /// Peer → its super-peer: alive.
     PeerBeat {
@@ -264,15 +281,22 @@ pub enum Frame<'a> {
         /// Peers in the tree.
         peers: u32,
     },
-    /// Are you alive?
+    /// Are you alive, and still related to me (same cell, bound to me, my child...)?
     Probe {
         /// Echoed.
         nonce: u64,
+        /// The prober's cell.
+        cell: CellId,
+        /// What the receiver is to the prober ([`Relation`] as a byte).
+        rel: u8,
     },
-    /// I am.
+    /// I am alive; `related` says whether I still see the relationship (a live peer that
+    /// moved elsewhere must still be declared gone by the prober).
     ProbeAck {
         /// Echoed.
         nonce: u64,
+        /// Whether the responder still sees the relationship.
+        related: bool,
     },
     /// Discovery lookup, travelling up the tree.
     Lookup {
@@ -300,6 +324,8 @@ pub enum Frame<'a> {
     Sync {
         /// Sender's incarnation (a new one restarts the link).
         epoch: u32,
+        /// Oldest sequence the sender still holds (where a fresh receiver starts).
+        base: u64,
         /// Sequence of the first delta.
         first: u64,
         /// Highest contiguous delta received from the receiver.
@@ -327,7 +353,7 @@ pub enum Frame<'a> {
         /// Bit i: `next + 1 + i` received.
         sack: u64,
     },
-    /// Best-effort data routed along the tree toward `dest`.
+    /// A data or ack frame routed along the cell tree toward `dest` (no direct route yet).
     Routed {
         /// Original sender.
         origin: Member,
@@ -335,10 +361,12 @@ pub enum Frame<'a> {
         dest: PeerId,
         /// Hops left.
         ttl: u8,
-        /// Message id.
-        msg: u32,
-        /// Bytes.
-        bytes: &'a [u8],
+        /// QoS class of the inner frame.
+        class: u8,
+        /// Inner frame type ([`FrameType::Data`] or [`FrameType::Ack`]).
+        inner: u8,
+        /// Inner frame body.
+        body: &'a [u8],
     },
     /// Super-peer → cell mates and bound peers: leaving (announced, not a crash).
     Leave {
@@ -536,9 +564,11 @@ impl<'a> Frame<'a> {
                 w.u64(*nonce)?;
                 put_view(w, view)
             }
-            Frame::Unbind { cell } | Frame::PeerBeat { cell } | Frame::Leave { cell } => {
-                put_cell(w, *cell)
+            Frame::Unbind { cell, leaving } => {
+                put_cell(w, *cell)?;
+                w.u8(*leaving as u8)
             }
+            Frame::PeerBeat { cell } | Frame::Leave { cell } => put_cell(w, *cell),
             Frame::SpBeat { view, ack, bound } => {
                 put_view(w, view)?;
                 w.u64(*ack)?;
@@ -602,7 +632,15 @@ impl<'a> Frame<'a> {
                 put_list(w, members, put_member)?;
                 w.u32(*peers)
             }
-            Frame::Probe { nonce } | Frame::ProbeAck { nonce } => w.u64(*nonce),
+            Frame::Probe { nonce, cell, rel } => {
+                w.u64(*nonce)?;
+                put_cell(w, *cell)?;
+                w.u8(*rel)
+            }
+            Frame::ProbeAck { nonce, related } => {
+                w.u64(*nonce)?;
+                w.u8(*related as u8)
+            }
             Frame::Lookup {
                 req,
                 key,
@@ -634,11 +672,13 @@ impl<'a> Frame<'a> {
             }
             Frame::Sync {
                 epoch,
+                base,
                 first,
                 ack,
                 deltas,
             } => {
                 w.u32(*epoch)?;
+                w.u64(*base)?;
                 w.u64(*first)?;
                 w.u64(*ack)?;
                 put_list(w, deltas, put_delta)
@@ -664,14 +704,16 @@ impl<'a> Frame<'a> {
                 origin,
                 dest,
                 ttl,
-                msg,
-                bytes,
+                class,
+                inner,
+                body,
             } => {
                 put_member(w, origin)?;
                 w.u128(dest.0)?;
                 w.u8(*ttl)?;
-                w.u32(*msg)?;
-                put_bytes(w, bytes)
+                w.u8(*class)?;
+                w.u8(*inner)?;
+                put_bytes(w, body)
             }
         }
     }
@@ -719,7 +761,10 @@ impl<'a> Frame<'a> {
                 nonce: r.u64()?,
                 view: get_view(r)?,
             },
-            5 => Frame::Unbind { cell: get_cell(r)? },
+            5 => Frame::Unbind {
+                cell: get_cell(r)?,
+                leaving: get_bool(r, "unbind leaving")?,
+            },
             6 => Frame::PeerBeat { cell: get_cell(r)? },
             7 => Frame::SpBeat {
                 view: get_view(r)?,
@@ -760,8 +805,15 @@ impl<'a> Frame<'a> {
                 members: get_list(r, "beacon members", get_member)?,
                 peers: r.u32()?,
             },
-            14 => Frame::Probe { nonce: r.u64()? },
-            15 => Frame::ProbeAck { nonce: r.u64()? },
+            14 => Frame::Probe {
+                nonce: r.u64()?,
+                cell: get_cell(r)?,
+                rel: r.u8()?,
+            },
+            15 => Frame::ProbeAck {
+                nonce: r.u64()?,
+                related: get_bool(r, "probe ack related")?,
+            },
             16 => Frame::Lookup {
                 req: r.u64()?,
                 key: r.u128()?,
@@ -784,6 +836,7 @@ impl<'a> Frame<'a> {
             },
             18 => Frame::Sync {
                 epoch: r.u32()?,
+                base: r.u64()?,
                 first: r.u64()?,
                 ack: r.u64()?,
                 deltas: get_list(r, "sync deltas", get_delta)?,
@@ -809,13 +862,25 @@ impl<'a> Frame<'a> {
                 next: r.u64()?,
                 sack: r.u64()?,
             },
-            21 => Frame::Routed {
-                origin: get_member(r)?,
-                dest: PeerId(r.u128()?),
-                ttl: r.u8()?,
-                msg: r.u32()?,
-                bytes: get_bytes(r)?,
-            },
+            21 => {
+                let f = Frame::Routed {
+                    origin: get_member(r)?,
+                    dest: PeerId(r.u128()?),
+                    ttl: r.u8()?,
+                    class: r.u8()?,
+                    inner: r.u8()?,
+                    body: get_bytes(r)?,
+                };
+                if let Frame::Routed { inner, .. } = f
+                    && inner != FrameType::Data as u8
+                    && inner != FrameType::Ack as u8
+                {
+                    return Err(Error::Malformed {
+                        what: "routed inner frame type",
+                    });
+                }
+                f
+            }
             22 => Frame::Leave { cell: get_cell(r)? },
             _ => return Err(Error::Malformed { what: "frame type" }),
         };
@@ -894,7 +959,10 @@ pub(crate) mod tests {
                 nonce: 4,
                 view: view.clone(),
             },
-            Frame::Unbind { cell: view.cell },
+            Frame::Unbind {
+                cell: view.cell,
+                leaving: true,
+            },
             Frame::PeerBeat { cell: view.cell },
             Frame::SpBeat {
                 view: view.clone(),
@@ -935,8 +1003,15 @@ pub(crate) mod tests {
                 members: members(3),
                 peers: 1000,
             },
-            Frame::Probe { nonce: 10 },
-            Frame::ProbeAck { nonce: 11 },
+            Frame::Probe {
+                nonce: 10,
+                cell: view.cell,
+                rel: 0,
+            },
+            Frame::ProbeAck {
+                nonce: 11,
+                related: true,
+            },
             Frame::Lookup {
                 req: 12,
                 key: 99,
@@ -957,6 +1032,7 @@ pub(crate) mod tests {
             },
             Frame::Sync {
                 epoch: 1,
+                base: 3,
                 first: 5,
                 ack: 2,
                 deltas: core::iter::repeat_n(delta, MAX_DELTAS).collect(),
@@ -976,8 +1052,9 @@ pub(crate) mod tests {
                 origin: member(1),
                 dest: PeerId(2),
                 ttl: 8,
-                msg: 3,
-                bytes: b"routed",
+                class: 1,
+                inner: 19,
+                body: b"routed",
             },
             Frame::Leave { cell: view.cell },
         ]

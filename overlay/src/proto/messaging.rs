@@ -10,7 +10,8 @@
 //! Memory is bounded everywhere: in-flight segments per stream ([`WINDOW`]), the
 //! receiver's reorder buffer (the same window), the number of streams, and reassembly.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use super::DetMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use super::frame::Frame;
 use super::id::PeerId;
@@ -20,8 +21,9 @@ use crate::error::Error;
 
 /// Most segments in flight per reliable stream (and the receiver's reorder window).
 pub const WINDOW: u64 = 256;
-/// Bytes of one fragment (payload minus the data frame's own fields).
-pub const FRAGMENT: usize = MAX_PAYLOAD - 18;
+/// Bytes of one fragment: the payload minus the data frame's own fields (18 bytes) and
+/// the routed envelope's (55 bytes), so a fragment can always travel indirectly.
+pub const FRAGMENT: usize = MAX_PAYLOAD - 18 - 55;
 /// Most segments queued (in flight or waiting) per stream.
 pub const QUEUE: usize = 4096;
 
@@ -172,8 +174,8 @@ pub struct StreamFailed {
 pub struct Messaging {
     cfg: MessagingConfig,
     policies: Vec<ClassPolicy>,
-    send: HashMap<(PeerId, u8), SendStream>,
-    recv: HashMap<(PeerId, u8), RecvStream>,
+    send: DetMap<(PeerId, u8), SendStream>,
+    recv: DetMap<(PeerId, u8), RecvStream>,
     ready: VecDeque<(PeerId, u8)>,
     acks: VecDeque<(PeerId, u8)>,
     best_effort: VecDeque<(PeerId, u8, u32, u16, u16, Vec<u8>)>,
@@ -189,8 +191,8 @@ impl Messaging {
         Messaging {
             cfg,
             policies,
-            send: HashMap::new(),
-            recv: HashMap::new(),
+            send: DetMap::default(),
+            recv: DetMap::default(),
             ready: VecDeque::new(),
             acks: VecDeque::new(),
             best_effort: VecDeque::new(),

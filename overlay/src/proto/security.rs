@@ -15,7 +15,7 @@
 //! exactly like a forgery), replay window (replayed), then decryption. Every rejection is
 //! counted in [`DropCounters`]; only a datagram that passes all of them updates the window.
 
-use std::collections::HashMap;
+use super::DetMap;
 use std::fmt;
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
@@ -152,10 +152,11 @@ pub struct Security {
     mac_key: [u8; 32],
     aead: Option<XChaCha20Poly1305>,
     seq: u64,
-    windows: HashMap<PeerId, Window>,
+    windows: DetMap<PeerId, Window>,
     max_senders: usize,
     touch: u64,
     counters: DropCounters,
+    restarted: Option<PeerId>,
 }
 
 impl fmt::Debug for Security {
@@ -189,10 +190,11 @@ impl Security {
             mac_key: key.0,
             aead,
             seq: ((incarnation as u64) & 0xff_ffff) << 40,
-            windows: HashMap::new(),
+            windows: DetMap::default(),
             max_senders: max_senders.max(1),
             touch: 0,
             counters: DropCounters::default(),
+            restarted: None,
         }
     }
 
@@ -325,6 +327,9 @@ impl Security {
             if !w.fresh(seq) {
                 return Err(Error::Replayed { seq });
             }
+            if seq >> 40 > w.top >> 40 {
+                self.restarted = Some(sender);
+            }
             w.mark(seq);
             w.touched = touch;
             return Ok(());
@@ -346,6 +351,12 @@ impl Security {
         w.mark(seq);
         self.windows.insert(sender, w);
         Ok(())
+    }
+
+    /// The sender of the last accepted datagram, if that datagram showed it restarted
+    /// (a higher incarnation than before). Cleared by reading.
+    pub fn take_restarted(&mut self) -> Option<PeerId> {
+        self.restarted.take()
     }
 
     /// Forget a sender's window (it left or was declared dead).
