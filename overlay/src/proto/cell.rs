@@ -89,9 +89,11 @@ impl Node {
         let coord = self.is_coordinator();
         let hb = self.cfg.heartbeat;
         if coord {
+            // parent members other than its coordinator answer every few periods
+            let period = hb * self.cfg.peer_beat_every as u64;
             for m in self.view.parent_members.clone() {
                 if !self.down.contains_key(&m.id) {
-                    self.detector.watch(m.id, m.addr, hb, now);
+                    self.detector.watch(m.id, m.addr, period, now);
                 }
             }
         }
@@ -360,7 +362,7 @@ impl Node {
         }
         // Not (or no longer) bound here: say so, the peer will bind again.
         let f = Frame::SpBeat {
-            view: self.view.clone(),
+            view: None,
             ack: 0,
             bound: false,
         };
@@ -390,9 +392,17 @@ impl Node {
             let bound = &self.bound;
             self.bound_seen.retain(|id, _| bound.contains_key(id));
         }
-        // peers
-        let beat = Frame::SpBeat {
-            view: self.view.clone(),
+        // peers, every few periods (a cell mate notices a dead super-peer first and tells
+        // its peers): the view only when it changed, and every other beat
+        let every = self.cfg.peer_beat_every as u64;
+        let changed = self.beat_version != (self.view.cell, self.view.version);
+        if !self.ticks.is_multiple_of(every) && !changed {
+            return self.sp_tick_mates(now);
+        }
+        let full = self.ticks.is_multiple_of(2 * every) || changed;
+        self.beat_version = (self.view.cell, self.view.version);
+        let mut f = Frame::SpBeat {
+            view: full.then(|| self.view.clone()),
             ack: 0,
             bound: true,
         };
@@ -402,16 +412,15 @@ impl Node {
             .map(|(&id, &addr)| Member { id, addr })
             .collect();
         for p in peers {
-            let f = match &beat {
-                Frame::SpBeat { view, bound, .. } => Frame::SpBeat {
-                    view: view.clone(),
-                    ack: self.links.acked(p.id),
-                    bound: *bound,
-                },
-                _ => continue,
-            };
+            if let Frame::SpBeat { ack, .. } = &mut f {
+                *ack = self.links.acked(p.id);
+            }
             self.emit_to(p, &f);
         }
+        self.sp_tick_mates(now);
+    }
+
+    fn sp_tick_mates(&mut self, now: Instant) {
         // mates
         let roster = self.ticks.is_multiple_of(4);
         let bound: heapless::Vec<Member, MAX_BOUND> = if roster {
@@ -439,7 +448,7 @@ impl Node {
             self.emit_to(m, &f);
         }
         // children that went silent
-        let limit = 3 * self.cfg.heartbeat + self.cfg.heartbeat / 2;
+        let limit = (2 * self.cfg.peer_beat_every as u64 + 2) * self.cfg.heartbeat;
         let dead: Vec<CellId> = self
             .children
             .iter()
@@ -474,8 +483,18 @@ impl Node {
                 ack: 0,
                 room: true,
             };
+            // the parent's coordinator every period, its other members every fourth
+            let every = self.cfg.peer_beat_every as u64;
+            let coord = self
+                .view
+                .parent_members
+                .iter()
+                .map(|m| m.id)
+                .find(|id| !self.down.contains_key(id));
             for pm in self.view.parent_members.clone() {
-                if !self.down.contains_key(&pm.id) {
+                if !self.down.contains_key(&pm.id)
+                    && (Some(pm.id) == coord || self.ticks.is_multiple_of(every))
+                {
                     self.emit_to(pm, &f);
                 }
             }
@@ -668,8 +687,24 @@ impl Node {
             view.depth = 0;
             self.events.push_back(Event::BecameRoot { cell: view.cell });
         }
+        // the dropped members' peers learn it now, from the new view, instead of
+        // waiting for their own (slower) detectors
+        let orphans: Vec<Member> = self
+            .view
+            .members
+            .iter()
+            .filter(|m| self.down.contains_key(&m.id))
+            .filter_map(|m| self.mates.get(&m.id))
+            .flat_map(|mate| mate.bound.iter().copied())
+            .collect();
         self.apply_view(view, now);
         self.push_view();
+        let f = Frame::CellView {
+            view: self.view.clone(),
+        };
+        for o in orphans {
+            self.emit_to(o, &f);
+        }
     }
 
     pub(crate) fn sp_on_down(&mut self, id: PeerId, now: Instant) {
@@ -678,7 +713,6 @@ impl Node {
             return;
         }
         if self.view.members.iter().any(|m| m.id == id) {
-            self.mates.remove(&id);
             self.remove_records(
                 |r| r.origin == Origin::Local && r.owner.id == id,
                 false,
@@ -734,6 +768,21 @@ impl Node {
                 if (same_cell && view.version > self.view.version) || (!same_cell && from_mate) {
                     self.apply_view(view, now);
                 }
+            }
+            Role::Peer
+                if !in_view
+                    && view.cell == self.view.cell
+                    && view.version > self.view.version
+                    && self
+                        .sp
+                        .is_some_and(|sp| !view.members.iter().any(|m| m.id == sp.id)) =>
+            {
+                // our super-peer was dropped from the cell: bind to a remaining member
+                if let Some(sp) = self.sp {
+                    self.down.insert(sp.id, now);
+                }
+                self.view = view;
+                self.start_rebind(now);
             }
             Role::Peer | Role::Joining if in_view => {
                 for m in &view.members {
@@ -809,6 +858,7 @@ impl Node {
         if self.role != Role::SuperPeer || child == self.view.cell || child == self.view.parent {
             return;
         }
+        let known = self.children.contains_key(&child);
         let c = self.children.entry(child).or_insert(Child {
             members: Members::new(),
             peers,
@@ -818,15 +868,23 @@ impl Node {
         c.members = members;
         c.peers = peers;
         c.last = now;
+        // `known: false` asks a new (or forgotten and re-found) child for its whole index
         let f = Frame::ParentBeat {
             view: self.view.clone(),
             ack: self.links.acked(sender.id),
-            known: true,
+            known,
         };
         self.emit_to(sender, &f);
     }
 
-    pub(crate) fn on_parent_beat(&mut self, sender: Member, pview: View, ack: u64, now: Instant) {
+    pub(crate) fn on_parent_beat(
+        &mut self,
+        sender: Member,
+        pview: View,
+        ack: u64,
+        known: bool,
+        now: Instant,
+    ) {
         if self.role != Role::SuperPeer
             || !self.view.parent_members.iter().any(|m| m.id == sender.id)
         {
@@ -835,10 +893,12 @@ impl Node {
         if self.view.members.iter().any(|m| m.id == sender.id) {
             return; // a member of our parent cannot be our mate: our view is stale
         }
-        if self.down.remove(&sender.id).is_some() && self.is_coordinator() {
-            // revived: watch it again and hand it what it missed while it was down
-            self.detector
-                .watch(sender.id, sender.addr, self.cfg.heartbeat, now);
+        let revived = self.down.remove(&sender.id).is_some();
+        if (revived || !known) && self.is_coordinator() {
+            // revived, or the parent member does not know us (new, or it forgot us): hand
+            // it our whole index
+            let period = self.cfg.heartbeat * self.cfg.peer_beat_every as u64;
+            self.detector.watch(sender.id, sender.addr, period, now);
             let mut all = Vec::new();
             self.index.snapshot(now, |_| true, &mut all);
             for d in all {

@@ -76,7 +76,7 @@ impl Config {
             incarnation: 1,
             seed: id.0 as u64,
             cell_size: 3,
-            max_bound: 8,
+            max_bound: 16,
             max_children: 4,
             heartbeat,
             peer_beat_every: 4,

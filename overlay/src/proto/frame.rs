@@ -206,10 +206,11 @@ pub enum Frame<'a> {
         /// The cell the peer is bound to.
         cell: CellId,
     },
-    /// Super-peer → bound peer: alive, the cell's current view, and the sync ack.
+    /// Super-peer → bound peer: alive, the sync ack, and the cell's view when it changed
+    /// (and every eighth beat).
     SpBeat {
-        /// Cell view.
-        view: View,
+        /// Cell view, when sent.
+        view: Option<View>,
         /// Highest contiguous index delta received from this peer.
         ack: u64,
         /// Whether the receiver is (still) bound here.
@@ -570,7 +571,13 @@ impl<'a> Frame<'a> {
             }
             Frame::PeerBeat { cell } | Frame::Leave { cell } => put_cell(w, *cell),
             Frame::SpBeat { view, ack, bound } => {
-                put_view(w, view)?;
+                match view {
+                    Some(v) => {
+                        w.u8(1)?;
+                        put_view(w, v)?;
+                    }
+                    None => w.u8(0)?,
+                }
                 w.u64(*ack)?;
                 w.u8(*bound as u8)
             }
@@ -767,7 +774,11 @@ impl<'a> Frame<'a> {
             },
             6 => Frame::PeerBeat { cell: get_cell(r)? },
             7 => Frame::SpBeat {
-                view: get_view(r)?,
+                view: if get_bool(r, "sp beat view flag")? {
+                    Some(get_view(r)?)
+                } else {
+                    None
+                },
                 ack: r.u64()?,
                 bound: get_bool(r, "sp beat bound")?,
             },
@@ -965,9 +976,14 @@ pub(crate) mod tests {
             },
             Frame::PeerBeat { cell: view.cell },
             Frame::SpBeat {
-                view: view.clone(),
+                view: Some(view.clone()),
                 ack: 5,
                 bound: true,
+            },
+            Frame::SpBeat {
+                view: None,
+                ack: 6,
+                bound: false,
             },
             Frame::CellBeat {
                 cell: view.cell,

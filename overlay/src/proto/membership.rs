@@ -269,8 +269,9 @@ impl Node {
         self.join.deadline = None;
         self.join.candidates.clear();
         self.down.remove(&sender.id);
-        self.detector
-            .watch(sender.id, sender.addr, self.cfg.heartbeat, now);
+        // the super-peer beats every few periods: its cell mates watch it closely
+        let period = self.cfg.heartbeat * self.cfg.peer_beat_every as u64;
+        self.detector.watch(sender.id, sender.addr, period, now);
         self.detector.heard(sender.id, now);
         if self.join.rebinding {
             self.events.push_back(Event::Rebound {
@@ -302,7 +303,7 @@ impl Node {
     pub(crate) fn on_sp_beat(
         &mut self,
         sender: Member,
-        view: View,
+        view: Option<View>,
         ack: u64,
         bound: bool,
         now: Instant,
@@ -321,10 +322,11 @@ impl Node {
             self.bind_to(sender, now);
             return;
         }
-        if view.members.iter().any(|m| m.id == self.me.id) {
-            return;
+        if let Some(view) = view
+            && !view.members.iter().any(|m| m.id == self.me.id)
+        {
+            self.view = view;
         }
-        self.view = view;
     }
 
     /// A super-peer (cell mate or own super-peer) announced it leaves.

@@ -226,6 +226,8 @@ pub struct Node {
     pub(crate) last_promote: Instant,
     pub(crate) last_split: Instant,
     pub(crate) short_since: Option<Instant>,
+    /// The view (cell, version) last sent in full to the bound peers.
+    pub(crate) beat_version: (CellId, u64),
     pub(crate) attach_deadline: Instant,
     pub(crate) listening: bool,
     pub(crate) dirty_links: Vec<PeerId>,
@@ -291,6 +293,7 @@ impl Node {
             last_promote: Instant::ZERO,
             last_split: Instant::ZERO,
             short_since: None,
+            beat_version: (CellId::NONE, 0),
             attach_deadline: Instant::ZERO,
             listening: false,
             dirty_links: Vec::new(),
@@ -397,9 +400,8 @@ impl Node {
     }
 
     /// Give a transmitted datagram's buffer back for reuse.
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.pool.len() < 64 {
-            buf.clear();
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.pool.len() < 64 && buf.capacity() >= MAX_DATAGRAM {
             self.pool.push(buf);
         }
     }
@@ -469,7 +471,14 @@ impl Node {
             } else {
                 match Frame::decode(h.msg_type, payload) {
                     Ok(frame) => {
-                        self.routes.learn(h.sender, from, now);
+                        // routes are learnt from application traffic (and lookup answers);
+                        // control peers are known through the cell structure already
+                        if matches!(
+                            frame,
+                            Frame::Data { .. } | Frame::Ack { .. } | Frame::Routed { .. }
+                        ) {
+                            self.routes.learn(h.sender, from, now);
+                        }
                         self.on_frame(h.sender, from, h.class, frame, now);
                     }
                     Err(_) => self.sec.count_malformed(),
@@ -522,7 +531,9 @@ impl Node {
                 peers,
                 ..
             } => self.on_child_beat(sender, child, members, peers, now),
-            Frame::ParentBeat { view, ack, .. } => self.on_parent_beat(sender, view, ack, now),
+            Frame::ParentBeat { view, ack, known } => {
+                self.on_parent_beat(sender, view, ack, known, now)
+            }
             Frame::Attach {
                 nonce,
                 cell,
@@ -719,8 +730,9 @@ impl Node {
         if let Some(a) = self.routes.get(id, now) {
             return Some(a);
         }
-        if let Some(a) = self.bound.get(&id) {
-            return Some(*a);
+        // cell mates, the super-peer, bound peers, parent and child members
+        if let Some(a) = self.addr_of(id) {
+            return Some(a);
         }
         self.index.owner_addr(id)
     }
@@ -853,7 +865,8 @@ impl Node {
         self.down.insert(id, now);
         self.routes.forget(id);
         self.links.drop_link(id);
-        self.msg.reset_peer(id);
+        // Application streams survive a verdict (it may be false under loss); they are
+        // reset only when the peer is seen to restart, or when they give up by themselves.
         match self.role {
             Role::Peer if self.sp.is_some_and(|s| s.id == id) => self.start_rebind(now),
             Role::SuperPeer => self.sp_on_down(id, now),
@@ -923,8 +936,10 @@ pub(crate) fn seal_frame(
     class: u8,
     frame: &Frame,
 ) -> Result<(), Error> {
-    buf.clear();
-    buf.resize(MAX_DATAGRAM, 0);
+    // recycled buffers keep their length: only a fresh one is zero-filled
+    if buf.len() < MAX_DATAGRAM {
+        buf.resize(MAX_DATAGRAM, 0);
+    }
     let len = {
         let mut w = Writer::new(&mut buf[HEADER_LEN..]);
         frame.encode(&mut w)?;

@@ -1,8 +1,8 @@
 //! Every periodic and sporadic activity of the protocol, declared as a task spec, so a
 //! driver can put the overlay through admission control like any other real-time work.
 //!
-//! These are plain data (nanoseconds, field names as in `rtpm_rt`'s task model: period,
-//! wcet, deadline); the driver maps them to `rtpm_rt::admission::TaskSpec`. The budgets
+//! These are plain data (nanoseconds, field names as in the rt crate's task model: period,
+//! wcet, deadline); the driver maps them to the rt crate's `admission::TaskSpec`. The budgets
 //! are per-activation estimates that scale with the number of peers a super-peer serves;
 //! the driver may replace them with measured figures.
 

@@ -2,7 +2,7 @@
 //!
 //! The protocol never reads a clock. Every input carries `now`; `poll_timeout` answers with
 //! an [`Instant`] on the same axis. Durations are plain `u64` nanoseconds, like the rest
-//! of rtpm (`rtpm_rt::time::Nanos` maps one to one).
+//! of rtpm (the rt crate's `Nanos` maps one to one).
 
 /// A point in time, in nanoseconds since an arbitrary epoch chosen by the driver.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -242,8 +242,25 @@ pub fn discoverable(sim: &Sim) -> Result<usize, String> {
                 }
                 None => {
                     let o = sim.node(i);
+                    // where along the owner's path up does the record stop?
+                    let mut path = Vec::new();
+                    let mut cell = o.map(|o| o.view().cell);
+                    for _ in 0..32 {
+                        let Some(c) = cell else { break };
+                        let holders: Vec<(bool, bool)> = sps
+                            .iter()
+                            .filter(|(_, n)| n.view().cell == c)
+                            .map(|(_, n)| (n.is_coordinator(), n.index_record(key, now).is_some()))
+                            .collect();
+                        path.push(format!("{}:{holders:?}", c.created % 100_000));
+                        cell = sps
+                            .iter()
+                            .find(|(_, n)| n.view().cell == c)
+                            .map(|(_, n)| n.view().parent)
+                            .filter(|p| !p.is_none());
+                    }
                     return Err(format!(
-                        "root member {r} lacks peer {i}'s SAP (owner {:?} in {:?}, sp {:?}; root member believes it down: {}, owner's own record: {})",
+                        "root member {r} lacks peer {i}'s SAP; path (coordinator, holds) {path:?} (owner {:?} in {:?}, sp {:?}; root member believes it down: {}, owner's own record: {})",
                         o.map(|o| o.role()),
                         o.map(|o| o.view().cell.created),
                         o.and_then(|o| o.super_peer()).map(|s| s.id.0 % 1000),

@@ -450,3 +450,111 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
     }
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_1000(s: Scenario) -> Report {
+        let p = Params::new(1000, s, 7);
+        match run(&p, &mut |_| {}) {
+            Ok(r) => r,
+            Err(e) => panic!("{s}: {e}"),
+        }
+    }
+
+    fn lookups_within_bound(r: &Report) {
+        assert!(
+            r.lookups >= 200,
+            "{}: {} lookups checked",
+            r.scenario,
+            r.lookups
+        );
+        assert!(
+            (r.lookup_msgs_max as usize) <= 2 * r.tree_depth + 2,
+            "{}: lookup took {} messages, depth {}",
+            r.scenario,
+            r.lookup_msgs_max,
+            r.tree_depth
+        );
+    }
+
+    // Each `run` checks the tree invariants (every peer bound, every cell at k members,
+    // one root, parents know their children, consistent depths) and that every live SAP
+    // is discoverable, then answers 200 lookups for live SAPs and 10 for unpublished keys
+    // (definite not-found); any violation fails the run.
+
+    #[test]
+    fn thousand_peers_join_into_a_valid_tree() {
+        let r = run_1000(Scenario::Join);
+        // at most k super-peers and k * max_bound peers per cell
+        assert!(r.cells >= 1000 / (3 * 16 + 3), "{} cells", r.cells);
+        lookups_within_bound(&r);
+    }
+
+    #[test]
+    fn super_peer_crash_is_detected_and_repaired() {
+        let r = run_1000(Scenario::CrashSuperPeer);
+        assert!(
+            r.detect_ms.is_some(),
+            "nobody declared the crashed super-peer down"
+        );
+        assert!(r.repair_ms.is_some());
+        lookups_within_bound(&r);
+    }
+
+    #[test]
+    fn whole_cell_crash_is_repaired() {
+        let r = run_1000(Scenario::CrashCell);
+        assert!(r.detect_ms.is_some());
+        lookups_within_bound(&r);
+    }
+
+    #[test]
+    fn root_cell_crash_elects_a_new_root() {
+        let r = run_1000(Scenario::CrashRoot);
+        assert!(r.detect_ms.is_some());
+        lookups_within_bound(&r);
+    }
+
+    #[test]
+    fn partition_then_heal_converges_to_one_tree() {
+        let r = run_1000(Scenario::PartitionHeal);
+        assert!(r.detect_first_ms.is_some(), "the partition went unnoticed");
+        lookups_within_bound(&r);
+    }
+
+    #[test]
+    fn ten_percent_loss_on_every_link() {
+        let r = run_1000(Scenario::Loss);
+        lookups_within_bound(&r);
+    }
+
+    #[test]
+    fn same_seed_same_trace_other_seed_other_trace() {
+        let trace = |seed| {
+            let mut p = Params::new(200, Scenario::CrashSuperPeer, seed);
+            p.trace = true;
+            p.lookups = 50;
+            run(&p, &mut |_| {}).map(|r| r.trace)
+        };
+        let a = trace(11).unwrap();
+        let b = trace(11).unwrap();
+        let c = trace(12).unwrap();
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, b, "same seed, different trace");
+        assert_ne!(a, c, "different seeds, same trace");
+    }
+
+    #[test]
+    fn unknown_scenario_is_refused_with_the_valid_names() {
+        let e = "crash".parse::<Scenario>().unwrap_err();
+        assert!(
+            e.contains("crash-superpeer") && e.contains("partition-heal"),
+            "{e}"
+        );
+        for s in Scenario::ALL {
+            assert_eq!(s.name().parse::<Scenario>(), Ok(s));
+        }
+    }
+}
