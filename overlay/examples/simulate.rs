@@ -136,7 +136,9 @@ fn main() -> ExitCode {
             "control_bytes_per_peer_per_s": (r.control_bytes_per_peer_per_s * 10.0).round() / 10.0,
             "virtual_s": r.virtual_s,
             "delivered": r.delivered,
+            "wakeups": r.wakeups,
             "security_drops": r.security_drops,
+            "security_drops_forged_truncated_replayed_wrongoverlay_oversize_malformed": r.security_by_reason,
             "wall_s": (wall_s * 1000.0).round() / 1000.0,
         });
         println!("{j}");

@@ -40,6 +40,8 @@ impl Node {
         }
         let was_peer = self.role != Role::SuperPeer;
         self.role = Role::SuperPeer;
+        // super-peers tick every period (a peer ticked every few)
+        self.next_tick = self.next_tick.min(now.after(self.cfg.heartbeat));
         self.join.deadline = None;
         self.join.candidates.clear();
         self.bound.clear();

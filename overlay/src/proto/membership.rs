@@ -288,9 +288,8 @@ impl Node {
     }
 
     pub(crate) fn peer_tick(&mut self, _now: Instant) {
-        if self.ticks.is_multiple_of(self.cfg.peer_beat_every as u64)
-            && let Some(sp) = self.sp
-        {
+        // peers tick every `peer_beat_every` periods (see `handle_timeout`)
+        if let Some(sp) = self.sp {
             self.emit_to(
                 sp,
                 &Frame::PeerBeat {

@@ -602,8 +602,15 @@ impl Node {
             return;
         }
         if now >= self.next_tick {
+            // an ordinary peer's duties come every few periods (its beat, resends,
+            // refresh); its failure detector wakes it on its own deadlines
+            let period = if self.role == Role::Peer {
+                self.cfg.heartbeat * self.cfg.peer_beat_every as u64
+            } else {
+                self.cfg.heartbeat
+            };
             while self.next_tick <= now {
-                self.next_tick = self.next_tick.after(self.cfg.heartbeat);
+                self.next_tick = self.next_tick.after(period);
             }
             self.ticks += 1;
             self.on_tick(now);

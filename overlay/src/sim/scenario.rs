@@ -160,8 +160,13 @@ pub struct Report {
     pub virtual_s: f64,
     /// Datagrams delivered.
     pub delivered: u64,
+    /// Node timer wake-ups.
+    pub wakeups: u64,
     /// Datagrams dropped by security at receivers.
     pub security_drops: u64,
+    /// The same drops by reason: forged, truncated, replayed, wrong overlay, oversize,
+    /// malformed.
+    pub security_by_reason: [u64; 6],
     /// Trace hash (hex), when traced.
     pub trace: String,
 }
@@ -440,7 +445,21 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
     r.cells = tree.cells;
     r.virtual_s = sim.now().0 as f64 / 1e9;
     r.delivered = sim.net_stats().delivered;
+    r.wakeups = sim.net_stats().wakeups;
     r.security_drops = sim.live().map(|(_, n)| n.security().dropped()).sum();
+    for (_, n) in sim.live() {
+        let c = n.security();
+        for (slot, v) in r.security_by_reason.iter_mut().zip([
+            c.forged,
+            c.truncated,
+            c.replayed,
+            c.wrong_overlay,
+            c.oversize,
+            c.malformed,
+        ]) {
+            *slot += v;
+        }
+    }
     if p.trace {
         r.trace = sim
             .trace_hash()

@@ -148,6 +148,8 @@ pub struct NetStats {
     pub to_dead: u64,
     /// Duplicated.
     pub duplicated: u64,
+    /// Node timer wake-ups processed.
+    pub wakeups: u64,
 }
 
 /// The simulated world.
@@ -416,6 +418,7 @@ impl Sim {
                         self.timer_at[i] = Instant::NEVER;
                     }
                     if let Some(n) = self.nodes[i].as_mut() {
+                        self.stats.wakeups += 1;
                         if n.poll_timeout().is_some_and(|t| t <= ev.at) {
                             if let Some(h) = self.trace.as_mut() {
                                 h.update(&ev.at.0.to_le_bytes());
