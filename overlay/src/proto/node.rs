@@ -971,3 +971,106 @@ pub(crate) fn seal_frame(
 
 /// Frame type of a data frame, for the routed envelope.
 pub const DATA: u8 = FrameType::Data as u8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::security::OverlayKey;
+    use crate::proto::wire::MAX_PAYLOAD;
+
+    fn node(i: u8, key: u8) -> Node {
+        let a = Addr(format!("10.0.0.{i}:7000").parse().unwrap());
+        let g = Addr("239.7.7.7:7000".parse().unwrap());
+        let mut n = Node::new(Config::new(
+            PeerId(i as u128),
+            a,
+            g,
+            9,
+            OverlayKey([key; 32]),
+        ))
+        .unwrap();
+        n.join(Instant(0)).unwrap();
+        n
+    }
+
+    #[test]
+    fn node_drops_and_counts_bad_datagrams_before_parsing() {
+        let mut a = node(1, 7);
+        let mut b = node(2, 7);
+        let mut stranger = node(3, 8); // another key
+        let from = a.me().addr;
+        let good = a.poll_transmit().unwrap().bytes; // a's join advertisement
+        let alien = stranger.poll_transmit().unwrap().bytes;
+        let now = Instant(1);
+        b.handle_datagram(from, &good, now);
+        assert_eq!(b.security().accepted, 1);
+        b.handle_datagram(from, &good, now); // replay
+        b.handle_datagram(from, &good[..good.len() - 1], now); // truncated
+        let mut forged = good.clone();
+        *forged.last_mut().unwrap() ^= 0x40;
+        b.handle_datagram(from, &forged, now); // forged MAC
+        b.handle_datagram(from, &alien, now); // wrong key
+        let mut oversize = good.clone();
+        oversize[6..8].copy_from_slice(&(MAX_PAYLOAD as u16 + 1).to_be_bytes());
+        b.handle_datagram(from, &oversize, now);
+        let mut other_overlay = good.clone();
+        other_overlay[8..12].copy_from_slice(&10u32.to_be_bytes());
+        b.handle_datagram(from, &other_overlay, now);
+        let c = b.security();
+        assert_eq!(
+            (
+                c.accepted,
+                c.replayed,
+                c.truncated,
+                c.forged,
+                c.oversize,
+                c.wrong_overlay
+            ),
+            (1, 1, 1, 2, 1, 1)
+        );
+        // none of them reached the protocol: b still only saw one advertisement, which
+        // it ignores while it is itself joining
+        assert_eq!(b.role(), Role::Joining);
+        assert_eq!(b.stats().rx_datagrams, 7);
+    }
+
+    #[test]
+    fn commands_before_join_are_refused_without_side_effects() {
+        let a = Addr("10.0.0.1:7000".parse().unwrap());
+        let mut n = Node::new(Config::new(PeerId(1), a, a, 9, OverlayKey([1; 32]))).unwrap();
+        assert!(n.lookup(1, Instant(0)).is_err());
+        assert!(n.send(PeerId(2), 1, b"x", Instant(0)).is_err());
+        assert!(n.leave(Instant(0)).is_err());
+        assert!(n.poll_transmit().is_none());
+        assert_eq!(n.poll_timeout(), None);
+        assert!(Node::new(Config::new(PeerId(0), a, a, 9, OverlayKey([1; 32]))).is_err());
+    }
+
+    #[test]
+    fn a_lone_peer_founds_a_root_and_answers_its_own_lookups() {
+        let mut n = node(1, 7);
+        let mut now = Instant(0);
+        while n.role() != Role::SuperPeer {
+            now = n.poll_timeout().unwrap();
+            n.handle_timeout(now);
+            while n.poll_transmit().is_some() {}
+        }
+        n.publish(42, 1, now).unwrap();
+        let req = n.lookup(42, now).unwrap();
+        let miss = n.lookup(43, now).unwrap();
+        let mut done = Vec::new();
+        while let Some(e) = n.poll_event() {
+            if let Event::LookupDone {
+                req, found, msgs, ..
+            } = e
+            {
+                done.push((req, found.map(|f| f.0.id), msgs));
+            }
+        }
+        assert!(done.contains(&(req, Some(PeerId(1)), 0)));
+        assert!(
+            done.contains(&(miss, None, 0)),
+            "the root gives a definite not-found"
+        );
+    }
+}
