@@ -130,6 +130,21 @@ impl Node {
                 self.emit_to(m, &f);
             }
         }
+        // each child cell's coordinator would otherwise learn the change only from its
+        // next parent beat
+        let children: Vec<Member> = self
+            .children
+            .values()
+            .filter_map(|c| c.members.first().copied())
+            .collect();
+        for c in children {
+            let f = Frame::ParentBeat {
+                view: self.view.clone(),
+                ack: self.links.acked(c.id),
+                known: true,
+            };
+            self.emit_to(c, &f);
+        }
     }
 
     pub(crate) fn bound_total(&self) -> usize {

@@ -677,14 +677,14 @@ impl Node {
         let mut peers = Vec::new();
         self.links.pending_peers(&mut peers);
         for p in peers {
-            self.send_sync(p, now);
+            self.send_sync(p, true);
         }
     }
 
     /// Emit queued messaging frames and immediate syncs.
     pub(crate) fn flush(&mut self, now: Instant) {
         while let Some(p) = self.dirty_links.pop() {
-            self.send_sync(p, now);
+            self.send_sync(p, false);
         }
         if !self.msg.has_output() {
             return;
@@ -881,17 +881,22 @@ impl Node {
         }
     }
 
-    /// Send one or more sync frames carrying `to`'s unacknowledged deltas.
-    pub(crate) fn send_sync(&mut self, to: PeerId, _now: Instant) {
+    /// Send `to` its deltas in sync frames, at most eight frames' worth: only those not
+    /// sent yet, or (`resend`, once per period) every unacknowledged one from the oldest.
+    pub(crate) fn send_sync(&mut self, to: PeerId, resend: bool) {
         let Some(addr) = self.addr_of(to) else {
             return;
         };
         let ack = self.links.acked(to);
-        for chunk in 0..8 {
+        let mut after = if resend { 0 } else { self.links.sent_upto(to) };
+        let mut last = None;
+        for _ in 0..8 {
             let mut deltas = heapless::Vec::new();
-            let Some((base, first)) = self.links.batch(to, chunk, &mut deltas) else {
+            let Some((base, first)) = self.links.batch_after(to, after, &mut deltas) else {
                 break;
             };
+            after = first + deltas.len() as u64 - 1;
+            last = Some(after);
             let f = Frame::Sync {
                 epoch: self.links.epoch(to),
                 base,
@@ -900,6 +905,9 @@ impl Node {
                 deltas,
             };
             self.emit(addr, to, 0, &f);
+        }
+        if let Some(upto) = last {
+            self.links.mark_sent(to, upto);
         }
     }
 

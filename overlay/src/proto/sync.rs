@@ -24,6 +24,8 @@ struct Link {
     /// new one, so the receiver restarts instead of taking new deltas for duplicates.
     epoch: u32,
     next_seq: u64,
+    /// Highest sequence sent so far.
+    sent_upto: u64,
     out: VecDeque<(u64, Delta)>,
     in_epoch: u32,
     in_upto: u64,
@@ -91,6 +93,36 @@ impl Links {
             while l.out.front().is_some_and(|(s, _)| *s <= upto) {
                 l.out.pop_front();
             }
+        }
+    }
+
+    /// Deltas for `to` with a sequence above `after` (at most one frame's worth):
+    /// (base, first seq), with the deltas appended to `out`.
+    pub fn batch_after(
+        &self,
+        to: PeerId,
+        after: u64,
+        out: &mut heapless::Vec<Delta, MAX_DELTAS>,
+    ) -> Option<(u64, u64)> {
+        let l = self.links.get(&to)?;
+        let base = l.out.front()?.0;
+        let skip = after.saturating_add(1).saturating_sub(base) as usize;
+        let first = l.out.get(skip)?.0;
+        for (_, d) in l.out.iter().skip(skip).take(MAX_DELTAS) {
+            let _ = out.push(*d);
+        }
+        Some((base, first))
+    }
+
+    /// Highest sequence sent to `to` so far.
+    pub fn sent_upto(&self, to: PeerId) -> u64 {
+        self.links.get(&to).map_or(0, |l| l.sent_upto)
+    }
+
+    /// Record that deltas up to `upto` went to `to`.
+    pub fn mark_sent(&mut self, to: PeerId, upto: u64) {
+        if let Some(l) = self.links.get_mut(&to) {
+            l.sent_upto = l.sent_upto.max(upto);
         }
     }
 

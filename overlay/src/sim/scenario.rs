@@ -6,8 +6,9 @@
 //! steady control traffic, injects its fault, and measures:
 //!
 //! - **detect**: from the fault to the failure detector's verdicts on the crashed peers
-//!   (`detect_ms`: the last verdict within a second, i.e. every monitor knows;
-//!   `detect_first_ms`: the first);
+//!   (`detect_ms`: until every monitor responsible for the repair knows, i.e. the
+//!   crashed super-peer's cell mates, or every verdict for a crashed cell;
+//!   `detect_all_ms`: the last verdict of any monitor; `detect_first_ms`: the first);
 //! - **repair**: from the fault (or the heal, or the end of the lossy period) until the tree invariants hold again and
 //!   every live SAP is discoverable ([`super::check`]), checked every 5 ms;
 //! - **lookups**: after repair, lookups from random peers for random live SAPs and for
@@ -138,8 +139,13 @@ pub struct Report {
     pub heartbeat_ms: f64,
     /// Time from the first join until the tree was valid and every SAP discoverable.
     pub formed_ms: f64,
-    /// Fault to the last detector verdict on a crashed peer (none for join/loss).
+    /// Fault until every monitor responsible for the repair has declared the crashed
+    /// peers down: the crashed super-peer's cell mates (crash-superpeer), or every
+    /// verdict within a second (crash-cell, crash-root). None for join and loss.
     pub detect_ms: Option<f64>,
+    /// Fault to the last verdict by any monitor within a second (child cells watch
+    /// their parent's non-coordinator members at a quarter of the rate).
+    pub detect_all_ms: Option<f64>,
     /// Fault to the first verdict.
     pub detect_first_ms: Option<f64>,
     /// Fault (or heal) to repaired.
@@ -273,6 +279,8 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
     // ---- fault
     let fault_at = sim.now();
     let mut crashed: Vec<PeerId> = Vec::new();
+    // the live peers responsible for repairing the fault (empty: any monitor)
+    let mut responsible: Vec<usize> = Vec::new();
     let sps: Vec<(usize, crate::proto::frame::View, usize)> = sim
         .live()
         .filter(|(_, n)| n.role() == Role::SuperPeer)
@@ -320,6 +328,13 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
             };
             let victim = pick(&mut sim, &cands).ok_or("no super-peer with peers to crash")?;
             r.orphans = sps.iter().find(|(i, _, _)| *i == victim).map_or(0, |x| x.2);
+            if let Some((_, v, _)) = sps.iter().find(|(i, _, _)| *i == victim) {
+                responsible = sps
+                    .iter()
+                    .filter(|(i, w, _)| *i != victim && w.cell == v.cell)
+                    .map(|(i, _, _)| *i)
+                    .collect();
+            }
             crashed.extend(sim.node(victim).map(|n| n.me().id));
             sim.crash(victim);
         }
@@ -374,7 +389,9 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
     }
     let mut first = None;
     let mut last = None;
-    for (t, _, e) in &sim.events {
+    let mut last_responsible = None;
+    let mut heard_from: Vec<usize> = Vec::new();
+    for (t, i, e) in &sim.events {
         if let Event::PeerDown { peer, .. } = e
             && crashed.contains(peer)
             && t.since(fault_at) <= 1_000 * MS
@@ -382,11 +399,22 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
             let d = t.since(fault_at);
             first = Some(first.map_or(d, |f: u64| f.min(d)));
             last = Some(last.map_or(d, |l: u64| l.max(d)));
+            if responsible.contains(i) {
+                last_responsible = Some(last_responsible.map_or(d, |l: u64| l.max(d)));
+                heard_from.push(*i);
+            }
         }
     }
     if !crashed.is_empty() {
-        r.detect_ms = last.map(ms);
+        r.detect_all_ms = last.map(ms);
         r.detect_first_ms = first.map(ms);
+        r.detect_ms = if responsible.is_empty() {
+            last.map(ms)
+        } else if responsible.iter().all(|m| heard_from.contains(m)) {
+            last_responsible.map(ms)
+        } else {
+            None // a responsible monitor never declared it: reported as missing
+        };
     }
     progress("repaired");
 
