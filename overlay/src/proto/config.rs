@@ -79,7 +79,7 @@ impl Config {
             max_bound: 16,
             max_children: 4,
             heartbeat,
-            peer_beat_every: 4,
+            peer_beat_every: 8,
             suspect_intervals: 2.0,
             probe_timeout: heartbeat / 2,
             solicit_timeout: 3 * heartbeat,
