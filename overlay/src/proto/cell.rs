@@ -500,7 +500,9 @@ impl Node {
                 ack: 0,
                 room: true,
             };
-            // the parent's coordinator every period, its other members every fourth
+            // the parent's coordinator every period, its other members every few periods,
+            // and even members declared down: their answer is what revives them (a
+            // parent member wrongly declared down would otherwise never get our index)
             let every = self.cfg.peer_beat_every as u64;
             let coord = self
                 .view
@@ -509,9 +511,7 @@ impl Node {
                 .map(|m| m.id)
                 .find(|id| !self.down.contains_key(id));
             for pm in self.view.parent_members.clone() {
-                if !self.down.contains_key(&pm.id)
-                    && (Some(pm.id) == coord || self.ticks.is_multiple_of(every))
-                {
+                if Some(pm.id) == coord || self.ticks.is_multiple_of(every) {
                     self.emit_to(pm, &f);
                 }
             }
