@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use rtpm_overlay::proto::frame::{Delta, Frame, OfferKind, Sap, View};
+use rtpm_overlay::proto::frame::{Delta, Frame, OfferKind, Op, Sap, View};
 use rtpm_overlay::proto::security::{OverlayKey, Security};
 use rtpm_overlay::proto::wire::{FLAG_ENCRYPTED, HEADER_LEN, Header, MAX_DATAGRAM, Writer};
 use rtpm_overlay::proto::{Addr, CellId, Member, PeerId};
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         depth: 1,
     };
     let delta = Delta {
-        add: true,
+        op: Op::Add,
         key: 77,
         owner: m(4),
         class: 1,
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             cell,
             leaving: false,
         },
-        Frame::PeerBeat { cell },
+        Frame::PeerBeat { cell, version: 3 },
         Frame::SpBeat {
             view: Some(view.clone()),
             ack: 1,
@@ -97,11 +97,18 @@ fn main() -> ExitCode {
             child: cell,
             members: members.clone(),
             peers: 10,
-            ack: 0,
-            room: true,
+            free: 5,
+            open_depth: 1,
+            parent: view.parent,
+            parent_version: 2,
+            sync_epoch: 1,
+            sync_upto: 3,
+            index_len: 2,
+            index_digest: 0x1234,
         },
         Frame::ParentBeat {
-            view: view.clone(),
+            view: Some(view.clone()),
+            found: true,
             ack: 0,
             known: true,
         },
@@ -143,7 +150,23 @@ fn main() -> ExitCode {
             base: 1,
             first: 1,
             ack: 0,
-            deltas: [delta, delta].into_iter().collect(),
+            deltas: [
+                Delta {
+                    op: Op::Begin,
+                    ..delta
+                },
+                delta,
+                Delta {
+                    op: Op::Remove,
+                    ..delta
+                },
+                Delta {
+                    op: Op::End,
+                    ..delta
+                },
+            ]
+            .into_iter()
+            .collect(),
         },
         Frame::Data {
             seq: 1,

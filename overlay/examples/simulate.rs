@@ -136,10 +136,16 @@ fn main() -> ExitCode {
             "tree_depth": r.tree_depth,
             "cells": r.cells,
             "control_bytes_per_peer_per_s": (r.control_bytes_per_peer_per_s * 10.0).round() / 10.0,
+            "control_by_type": r
+                .control_by_type
+                .iter()
+                .map(|(n, v)| ((*n).to_string(), serde_json::json!((v * 10.0).round() / 10.0)))
+                .collect::<serde_json::Map<_, _>>(),
             "virtual_s": r.virtual_s,
             "delivered": r.delivered,
             "wakeups": r.wakeups,
             "security_drops": r.security_drops,
+            "resyncs": r.resyncs,
             "security_drops_forged_truncated_replayed_wrongoverlay_oversize_malformed": r.security_by_reason,
             "wall_s": (wall_s * 1000.0).round() / 1000.0,
         });

@@ -29,13 +29,17 @@
 //! with an offer of its own cell, or a redirect to its least-loaded child, so placement
 //! descends the tree. A peer that hears nobody after three advertisements founds a root.
 //!
-//! **Discovery index.** Published SAPs are soft-state records (owner, address, QoS
-//! class, version, lease) replicated among a cell's members and aggregated up the tree:
-//! each cell holds its subtree's records, the root holds all. Deltas travel on per-link
-//! reliable, ordered sync channels whose acks ride the heartbeats; owners refresh every
-//! third of the lease. A lookup asks the own cell, then climbs parent by parent to the
-//! root; the cell that knows the key (or the root, with a definite not-found) answers the
-//! requester directly, so a lookup costs at most depth + 2 messages.
+//! **Discovery index.** Published SAPs are records (owner, address, QoS class,
+//! version) replicated among a cell's members and aggregated up the tree: each cell
+//! holds its subtree's records, the root holds all. At the owner's cell they are soft
+//! state: owners refresh their lease every third of it and re-publish at once after a
+//! rebind, and a lapsed lease is withdrawn. Above it a record is held per link, valid
+//! while the child cell it came from is alive: only changes travel up (adds, withdrawals),
+//! on per-link reliable, ordered sync channels, so keeping a subtree's index alive costs
+//! one beat per link whatever its size; digests on the beats and snapshots repair any
+//! divergence. A lookup asks the own cell, then climbs parent by parent to the root; the
+//! cell that knows the key (or the root, with a definite not-found) answers the requester
+//! directly, so a lookup costs at most depth + 2 messages.
 //!
 //! **Message flow.** Every datagram has a fixed, authenticated header
 //! ([`proto::wire`], [`proto::security`]: keyed BLAKE3 MAC or XChaCha20-Poly1305, a

@@ -71,6 +71,65 @@ pub enum FrameType {
     Leave = 22,
 }
 
+impl FrameType {
+    /// The type with header code `code`, if any.
+    pub fn from_u8(code: u8) -> Option<FrameType> {
+        Some(match code {
+            1 => FrameType::Solicit,
+            2 => FrameType::Offer,
+            3 => FrameType::Bind,
+            4 => FrameType::BindAck,
+            5 => FrameType::Unbind,
+            6 => FrameType::PeerBeat,
+            7 => FrameType::SpBeat,
+            8 => FrameType::CellBeat,
+            9 => FrameType::CellView,
+            10 => FrameType::ChildBeat,
+            11 => FrameType::ParentBeat,
+            12 => FrameType::Attach,
+            13 => FrameType::Beacon,
+            14 => FrameType::Probe,
+            15 => FrameType::ProbeAck,
+            16 => FrameType::Lookup,
+            17 => FrameType::LookupReply,
+            18 => FrameType::Sync,
+            19 => FrameType::Data,
+            20 => FrameType::Ack,
+            21 => FrameType::Routed,
+            22 => FrameType::Leave,
+            _ => return None,
+        })
+    }
+
+    /// The type's name, as in [`Frame`].
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameType::Solicit => "Solicit",
+            FrameType::Offer => "Offer",
+            FrameType::Bind => "Bind",
+            FrameType::BindAck => "BindAck",
+            FrameType::Unbind => "Unbind",
+            FrameType::PeerBeat => "PeerBeat",
+            FrameType::SpBeat => "SpBeat",
+            FrameType::CellBeat => "CellBeat",
+            FrameType::CellView => "CellView",
+            FrameType::ChildBeat => "ChildBeat",
+            FrameType::ParentBeat => "ParentBeat",
+            FrameType::Attach => "Attach",
+            FrameType::Beacon => "Beacon",
+            FrameType::Probe => "Probe",
+            FrameType::ProbeAck => "ProbeAck",
+            FrameType::Lookup => "Lookup",
+            FrameType::LookupReply => "LookupReply",
+            FrameType::Sync => "Sync",
+            FrameType::Data => "Data",
+            FrameType::Ack => "Ack",
+            FrameType::Routed => "Routed",
+            FrameType::Leave => "Leave",
+        }
+    }
+}
+
 /// What an [`Frame::Offer`] offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OfferKind {
@@ -131,11 +190,27 @@ pub struct View {
     pub depth: u8,
 }
 
+/// What a [`Delta`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Op {
+    /// Withdraw the sender's record for the key (versions up to the delta's).
+    Remove = 0,
+    /// Add, update or refresh the record.
+    Add = 1,
+    /// A snapshot of everything the sender holds follows, up to [`Op::End`]: the
+    /// receiver then drops the records it learnt from the sender's side that the
+    /// snapshot did not repeat. Key, owner and version are unused.
+    Begin = 2,
+    /// End of a snapshot (see [`Op::Begin`]).
+    End = 3,
+}
+
 /// One change to the discovery index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delta {
-    /// Add/refresh (true) or remove (false).
-    pub add: bool,
+    /// What the delta does.
+    pub op: Op,
     /// Service/SAP key.
     pub key: u128,
     /// Owner and its address.
@@ -198,16 +273,20 @@ pub enum Frame<'a> {
     Unbind {
         /// The cell.
         cell: CellId,
-        /// Leaving the overlay (drop its records) rather than moving.
+        /// The peer leaves the overlay rather than moving (either way the super-peer
+        /// withdraws the records it holds for it).
         leaving: bool,
     },
-    /// Peer → its super-peer: alive.
+    /// Peer → its super-peer: alive, and which version of the cell's view it holds (the
+    /// super-peer answers with the view when it is stale).
     PeerBeat {
         /// The cell the peer is bound to.
         cell: CellId,
+        /// Version of that cell's view the peer holds.
+        version: u64,
     },
     /// Super-peer → bound peer: alive, the sync ack, and the cell's view when it changed
-    /// (and every eighth beat).
+    /// (or when the peer's beat showed an older one).
     SpBeat {
         /// Cell view, when sent.
         view: Option<View>,
@@ -238,7 +317,8 @@ pub enum Frame<'a> {
         /// The view.
         view: View,
     },
-    /// Child cell coordinator → parent super-peers: alive and subtree summary.
+    /// Child cell coordinator → parent super-peers: alive, subtree summary, which parent
+    /// view it holds, and a digest of its index as of its last delta on this link.
     ChildBeat {
         /// The child.
         child: CellId,
@@ -246,18 +326,37 @@ pub enum Frame<'a> {
         members: Members,
         /// Peers in the child's subtree.
         peers: u32,
-        /// Highest contiguous delta received from the receiver (unused: parents send none).
-        ack: u64,
-        /// Whether the child's subtree can take more peers.
-        room: bool,
+        /// Peers the child's subtree can still take without founding a new cell.
+        free: u32,
+        /// Levels below the child at which its subtree could found its shallowest new
+        /// cell (1: the child itself may still split).
+        open_depth: u8,
+        /// The parent cell the child believes it is under.
+        parent: CellId,
+        /// Version of that parent cell's view the child holds (the parent answers with
+        /// its view when it is stale).
+        parent_version: u64,
+        /// Epoch of the sender's sync link to the receiver (0: none).
+        sync_epoch: u32,
+        /// Last index delta sequence the sender queued on that link.
+        sync_upto: u64,
+        /// Records in the sender's index.
+        index_len: u32,
+        /// Order-independent digest of those records (see `discovery::Digest`).
+        index_digest: u64,
     },
-    /// Parent super-peer → child coordinator: alive, the parent's view, sync ack.
+    /// Parent super-peer → child coordinator: alive, sync ack, and the parent's view when
+    /// the child's beat showed an older one.
     ParentBeat {
-        /// Parent's view.
-        view: View,
+        /// Parent's view, when sent.
+        view: Option<View>,
+        /// The parent chose the receiver's cell to found the tree's next cell (below it,
+        /// or on the shallowest level of its subtree): it may split for a while.
+        found: bool,
         /// Highest contiguous delta received from the child coordinator.
         ack: u64,
-        /// Whether the parent counts the receiver's cell as its child.
+        /// Whether the parent counts the receiver's cell as its child and trusts its
+        /// copy of the child's index (false asks for a snapshot).
         known: bool,
     },
     /// Orphaned cell → candidate parent: adopt us.
@@ -460,7 +559,7 @@ fn get_view(r: &mut Reader) -> Result<View, Error> {
 }
 
 fn put_delta(w: &mut Writer, d: &Delta) -> Result<(), Error> {
-    w.u8(d.add as u8)?;
+    w.u8(d.op as u8)?;
     w.u128(d.key)?;
     put_member(w, &d.owner)?;
     w.u8(d.class)?;
@@ -470,7 +569,13 @@ fn put_delta(w: &mut Writer, d: &Delta) -> Result<(), Error> {
 
 fn get_delta(r: &mut Reader) -> Result<Delta, Error> {
     Ok(Delta {
-        add: get_bool(r, "delta op")?,
+        op: match r.u8()? {
+            0 => Op::Remove,
+            1 => Op::Add,
+            2 => Op::Begin,
+            3 => Op::End,
+            _ => return Err(Error::Malformed { what: "delta op" }),
+        },
         key: r.u128()?,
         owner: get_member(r)?,
         class: r.u8()?,
@@ -569,7 +674,11 @@ impl<'a> Frame<'a> {
                 put_cell(w, *cell)?;
                 w.u8(*leaving as u8)
             }
-            Frame::PeerBeat { cell } | Frame::Leave { cell } => put_cell(w, *cell),
+            Frame::PeerBeat { cell, version } => {
+                put_cell(w, *cell)?;
+                w.u64(*version)
+            }
+            Frame::Leave { cell } => put_cell(w, *cell),
             Frame::SpBeat { view, ack, bound } => {
                 match view {
                     Some(v) => {
@@ -603,17 +712,41 @@ impl<'a> Frame<'a> {
                 child,
                 members,
                 peers,
-                ack,
-                room,
+                free,
+                open_depth,
+                parent,
+                parent_version,
+                sync_epoch,
+                sync_upto,
+                index_len,
+                index_digest,
             } => {
                 put_cell(w, *child)?;
                 put_list(w, members, put_member)?;
                 w.u32(*peers)?;
-                w.u64(*ack)?;
-                w.u8(*room as u8)
+                w.u32(*free)?;
+                w.u8(*open_depth)?;
+                put_cell(w, *parent)?;
+                w.u64(*parent_version)?;
+                w.u32(*sync_epoch)?;
+                w.u64(*sync_upto)?;
+                w.u32(*index_len)?;
+                w.u64(*index_digest)
             }
-            Frame::ParentBeat { view, ack, known } => {
-                put_view(w, view)?;
+            Frame::ParentBeat {
+                view,
+                found,
+                ack,
+                known,
+            } => {
+                match view {
+                    Some(v) => {
+                        w.u8(1)?;
+                        put_view(w, v)?;
+                    }
+                    None => w.u8(0)?,
+                }
+                w.u8(*found as u8)?;
                 w.u64(*ack)?;
                 w.u8(*known as u8)
             }
@@ -772,7 +905,10 @@ impl<'a> Frame<'a> {
                 cell: get_cell(r)?,
                 leaving: get_bool(r, "unbind leaving")?,
             },
-            6 => Frame::PeerBeat { cell: get_cell(r)? },
+            6 => Frame::PeerBeat {
+                cell: get_cell(r)?,
+                version: r.u64()?,
+            },
             7 => Frame::SpBeat {
                 view: if get_bool(r, "sp beat view flag")? {
                     Some(get_view(r)?)
@@ -796,11 +932,22 @@ impl<'a> Frame<'a> {
                 child: get_cell(r)?,
                 members: get_list(r, "child beat members", get_member)?,
                 peers: r.u32()?,
-                ack: r.u64()?,
-                room: get_bool(r, "child beat room")?,
+                free: r.u32()?,
+                open_depth: r.u8()?,
+                parent: get_cell(r)?,
+                parent_version: r.u64()?,
+                sync_epoch: r.u32()?,
+                sync_upto: r.u64()?,
+                index_len: r.u32()?,
+                index_digest: r.u64()?,
             },
             11 => Frame::ParentBeat {
-                view: get_view(r)?,
+                view: if get_bool(r, "parent beat view flag")? {
+                    Some(get_view(r)?)
+                } else {
+                    None
+                },
+                found: get_bool(r, "parent beat found")?,
                 ack: r.u64()?,
                 known: get_bool(r, "parent beat known")?,
             },
@@ -933,7 +1080,7 @@ pub(crate) mod tests {
             depth: 2,
         };
         let delta = Delta {
-            add: true,
+            op: Op::Add,
             key: 77,
             owner: member(4),
             class: 1,
@@ -974,7 +1121,10 @@ pub(crate) mod tests {
                 cell: view.cell,
                 leaving: true,
             },
-            Frame::PeerBeat { cell: view.cell },
+            Frame::PeerBeat {
+                cell: view.cell,
+                version: 4,
+            },
             Frame::SpBeat {
                 view: Some(view.clone()),
                 ack: 5,
@@ -999,13 +1149,26 @@ pub(crate) mod tests {
                 child: view.cell,
                 members: members(3),
                 peers: 100,
-                ack: 0,
-                room: true,
+                free: 12,
+                open_depth: 2,
+                parent: view.parent,
+                parent_version: 6,
+                sync_epoch: 3,
+                sync_upto: 1 << 40 | 5,
+                index_len: 80,
+                index_digest: 0xfeed_beef,
             },
             Frame::ParentBeat {
-                view: view.clone(),
+                view: Some(view.clone()),
+                found: true,
                 ack: 7,
                 known: true,
+            },
+            Frame::ParentBeat {
+                view: None,
+                found: false,
+                ack: 8,
+                known: false,
             },
             Frame::Attach {
                 nonce: 8,
@@ -1051,7 +1214,18 @@ pub(crate) mod tests {
                 base: 3,
                 first: 5,
                 ack: 2,
-                deltas: core::iter::repeat_n(delta, MAX_DELTAS).collect(),
+                deltas: core::iter::repeat_n(delta, MAX_DELTAS - 2)
+                    .chain([
+                        Delta {
+                            op: Op::Begin,
+                            ..delta
+                        },
+                        Delta {
+                            op: Op::End,
+                            ..delta
+                        },
+                    ])
+                    .collect(),
             },
             Frame::Data {
                 seq: 1,

@@ -149,7 +149,7 @@ impl Node {
         let old = self.sp.take();
         if let Some(o) = old {
             self.detector.unwatch(o.id);
-            self.links.drop_link(o.id);
+            self.drop_link(o.id);
         }
         self.role = Role::Joining;
         self.join.rebinding = true;
@@ -195,18 +195,45 @@ impl Node {
             return;
         }
         if self.role == Role::Peer
+            && kind == OfferKind::Redirect
+            && self.sp.map(|s| s.id) == Some(sender.id)
+        {
+            // our super-peer serves more than its share: join again through that cell
+            // (we unbind from the old super-peer, which withdraws our records, once we
+            // are bound and have re-published where we land)
+            if let Some(old) = self.sp.take() {
+                self.join.moved_from = Some(old);
+                self.detector.unwatch(old.id);
+                self.drop_link(old.id);
+            }
+            self.role = Role::Joining;
+            self.join.rebinding = true;
+            self.join.binding = false;
+            self.join.nonce = nonce;
+            self.join.attempts = 0;
+            self.join.redirects = 0;
+            self.join.candidates.clear();
+            self.join.deadline = Some(now.after(self.cfg.solicit_timeout));
+            if let Some(first) = members.first().copied() {
+                let f = Frame::Solicit {
+                    nonce,
+                    attach: CellId::NONE,
+                    root: CellId::NONE,
+                };
+                self.emit_to(first, &f);
+            }
+            return;
+        }
+        if self.role == Role::Peer
             && kind == OfferKind::SuperPeer
             && self.sp.map(|s| s.id) == Some(sender.id)
         {
-            // recruited by our super-peer for a child cell short of members
+            // recruited by our super-peer for a child cell short of members (we unbind
+            // from it once we serve there and have re-published)
             if let Some(old) = self.sp.take() {
-                let f = Frame::Unbind {
-                    cell: self.view.cell,
-                    leaving: false,
-                };
-                self.emit_to(old, &f);
+                self.join.moved_from = Some(old);
                 self.detector.unwatch(old.id);
-                self.links.drop_link(old.id);
+                self.drop_link(old.id);
             }
             self.role = Role::Joining;
             self.join.rebinding = true;
@@ -285,6 +312,21 @@ impl Node {
             });
         }
         self.republish_bumped(now);
+        self.unbind_moved_from();
+    }
+
+    /// After a move (make before break): the records are published at the new place, so
+    /// the old super-peer may withdraw its copies now.
+    pub(crate) fn unbind_moved_from(&mut self) {
+        if let Some(old) = self.join.moved_from.take()
+            && self.sp.is_none_or(|s| s.id != old.id)
+        {
+            let f = Frame::Unbind {
+                cell: CellId::NONE,
+                leaving: false,
+            };
+            self.emit_to(old, &f);
+        }
     }
 
     pub(crate) fn peer_tick(&mut self, _now: Instant) {
@@ -294,6 +336,7 @@ impl Node {
                 sp,
                 &Frame::PeerBeat {
                     cell: self.view.cell,
+                    version: self.view.version,
                 },
             );
         }
@@ -310,7 +353,7 @@ impl Node {
         if self.role != Role::Peer || self.sp.map(|s| s.id) != Some(sender.id) {
             return;
         }
-        self.links.ack(sender.id, ack);
+        self.on_ack(sender.id, ack);
         self.detector.heard(sender.id, now);
         if !bound {
             // the super-peer lost us (it restarted, or thought us dead): bind again

@@ -132,12 +132,17 @@ pub struct NodeStats {
     pub tx_bytes: u64,
     /// Bytes of control datagrams sent (everything but application data and its acks).
     pub tx_control_bytes: u64,
+    /// `tx_control_bytes` split by frame type (indexed by the header's type code).
+    pub tx_control_by_type: [u64; 32],
     /// Datagrams received (before security).
     pub rx_datagrams: u64,
     /// Routed frames dropped for lack of a route.
     pub unroutable: u64,
     /// Frames that were not addressed to this peer.
     pub misdirected: u64,
+    /// Snapshots this super-peer asked of child cells whose index digest disagreed with
+    /// its copy for several seconds.
+    pub resyncs: u64,
 }
 
 /// A SAP this peer published.
@@ -160,9 +165,35 @@ pub(crate) struct Mate {
 pub(crate) struct Child {
     pub(crate) members: Members,
     pub(crate) peers: u32,
+    /// Peers its subtree can still take: its last report, less the peers sent there since.
+    pub(crate) free: u32,
+    /// Levels below it at which its subtree could found its shallowest new cell.
+    pub(crate) open_depth: u8,
     pub(crate) last: Instant,
     /// When a peer was last sent to fill it up.
     pub(crate) recruited: Instant,
+    /// Since when the child's index digest has disagreed with our copy (link quiet).
+    pub(crate) mismatch_since: Option<Instant>,
+    /// No snapshot is asked of the child before this.
+    pub(crate) resync_after: Instant,
+    /// Wait before the next snapshot request (doubles up to a minute).
+    pub(crate) resync_backoff: u64,
+}
+
+impl Child {
+    pub(crate) fn new(members: Members, peers: u32, now: Instant) -> Child {
+        Child {
+            members,
+            peers,
+            free: 0,
+            open_depth: 1,
+            last: now,
+            recruited: Instant::ZERO,
+            mismatch_since: None,
+            resync_after: Instant::ZERO,
+            resync_backoff: 0,
+        }
+    }
 }
 
 /// Join / rebind progress.
@@ -181,6 +212,9 @@ pub(crate) struct Join {
     pub(crate) heard_offer: bool,
     /// An offer was taken: binding to its super-peers (later offers are ignored).
     pub(crate) binding: bool,
+    /// The super-peer this peer left to move elsewhere, still to be told once the move
+    /// is complete (so its records never lapse in between).
+    pub(crate) moved_from: Option<Member>,
 }
 
 /// A lookup this node started.
@@ -225,6 +259,8 @@ pub struct Node {
     pub(crate) next_beacon: Instant,
     pub(crate) last_promote: Instant,
     pub(crate) last_split: Instant,
+    /// When excess peers were last moved to child cells.
+    pub(crate) last_shed: Instant,
     pub(crate) short_since: Option<Instant>,
     /// The view (cell, version) last sent in full to the bound peers.
     pub(crate) beat_version: (CellId, u64),
@@ -233,6 +269,28 @@ pub struct Node {
     pub(crate) dirty_links: Vec<PeerId>,
     pub(crate) stats: NodeStats,
     pub(crate) verdicts: Vec<Verdict>,
+    /// Whether this super-peer was its cell's coordinator at its last tick.
+    pub(crate) was_coordinator: bool,
+    /// The parent cell's view this cell last adopted: (cell, version).
+    pub(crate) parent_version: (CellId, u64),
+    /// Until when this cell may found a child cell though it is not a root (its parent
+    /// chose it to found the tree's next cell).
+    pub(crate) found_until: Instant,
+    /// Index snapshots recently sent (to parent members or cell mates): (peer, when).
+    pub(crate) snapshots: Vec<(PeerId, Instant)>,
+    /// Hash of the roster of bound peers last announced to the mates.
+    pub(crate) roster_digest: u128,
+    /// Beats still to carry the roster after it changed.
+    pub(crate) roster_beats: u8,
+    /// The view (cell, version) whose members the child beats last announced.
+    pub(crate) members_sent: (CellId, u64),
+    /// Child beats still to carry the members after they changed.
+    pub(crate) members_beats: u8,
+    /// Reused buffers (no allocation per tick).
+    pub(crate) delta_scratch: Vec<super::frame::Delta>,
+    pub(crate) ready_scratch: Vec<super::frame::Delta>,
+    pub(crate) member_scratch: Vec<Member>,
+    pub(crate) peer_scratch: Vec<PeerId>,
 }
 
 impl std::fmt::Debug for Node {
@@ -275,7 +333,7 @@ impl Node {
             children: BTreeMap::new(),
             down: DetMap::default(),
             detector: Detector::new(cfg.suspect_intervals, cfg.probe_timeout),
-            links: Links::new(rng.next_u64() as u32),
+            links: Links::new(rng.next_u64() as u32, (cfg.incarnation as u64) << 40),
             index: Index::new(cfg.max_index),
             saps: Vec::new(),
             sap_version: (cfg.incarnation as u64) << 40,
@@ -292,6 +350,7 @@ impl Node {
             next_beacon: Instant::NEVER,
             last_promote: Instant::ZERO,
             last_split: Instant::ZERO,
+            last_shed: Instant::ZERO,
             short_since: None,
             beat_version: (CellId::NONE, 0),
             attach_deadline: Instant::ZERO,
@@ -299,6 +358,18 @@ impl Node {
             dirty_links: Vec::new(),
             stats: NodeStats::default(),
             verdicts: Vec::new(),
+            was_coordinator: false,
+            parent_version: (CellId::NONE, 0),
+            found_until: Instant::ZERO,
+            snapshots: Vec::new(),
+            roster_digest: 0,
+            roster_beats: 0,
+            members_sent: (CellId::NONE, 0),
+            members_beats: 0,
+            delta_scratch: Vec::new(),
+            ready_scratch: Vec::new(),
+            member_scratch: Vec::new(),
+            peer_scratch: Vec::new(),
             rng,
             cfg,
         })
@@ -438,6 +509,7 @@ impl Node {
                 Frame::Data { .. } | Frame::Ack { .. } | Frame::Routed { .. }
             ) {
                 self.stats.tx_control_bytes += buf.len() as u64;
+                self.stats.tx_control_by_type[frame.frame_type() as usize] += buf.len() as u64;
             }
             self.tx.push_back(Transmit {
                 dest: to,
@@ -505,7 +577,7 @@ impl Node {
             Frame::Bind { nonce, .. } => self.on_bind(sender, nonce, now),
             Frame::BindAck { nonce, view } => self.on_bind_ack(sender, nonce, view, now),
             Frame::Unbind { leaving, .. } => self.on_unbind(sender, leaving, now),
-            Frame::PeerBeat { .. } => self.on_peer_beat(sender, now),
+            Frame::PeerBeat { cell, version } => self.on_peer_beat(sender, cell, version, now),
             Frame::SpBeat { view, ack, bound } => self.on_sp_beat(sender, view, ack, bound, now),
             Frame::CellBeat {
                 cell,
@@ -529,11 +601,35 @@ impl Node {
                 child,
                 members,
                 peers,
-                ..
-            } => self.on_child_beat(sender, child, members, peers, now),
-            Frame::ParentBeat { view, ack, known } => {
-                self.on_parent_beat(sender, view, ack, known, now)
-            }
+                free,
+                open_depth,
+                parent,
+                parent_version,
+                sync_epoch,
+                sync_upto,
+                index_len,
+                index_digest,
+            } => self.on_child_beat(
+                sender,
+                child,
+                members,
+                peers,
+                free,
+                open_depth,
+                (parent, parent_version),
+                (sync_epoch, sync_upto),
+                super::discovery::Digest {
+                    len: index_len,
+                    sum: index_digest,
+                },
+                now,
+            ),
+            Frame::ParentBeat {
+                view,
+                found,
+                ack,
+                known,
+            } => self.on_parent_beat(sender, view, found, ack, known, now),
             Frame::Attach {
                 nonce,
                 cell,
@@ -671,20 +767,46 @@ impl Node {
         }
         if self.ticks.is_multiple_of(40) {
             self.routes.age(now);
-            self.index.expire(now);
+            self.expire_records(now);
         }
-        // resend every unacknowledged delta once per period
-        let mut peers = Vec::new();
-        self.links.pending_peers(&mut peers);
-        for p in peers {
-            self.send_sync(p, true);
+        // resend what stayed unacknowledged for two periods (an ack comes within one:
+        // on a beat, or alone), and pay the acks no beat carried
+        let mut peers = std::mem::take(&mut self.peer_scratch);
+        peers.clear();
+        // a bound peer's acks come with its super-peer's beats, every few periods
+        let rto = match self.role {
+            Role::Peer => (self.cfg.peer_beat_every as u64 + 2) * self.cfg.heartbeat,
+            _ => 2 * self.cfg.heartbeat,
+        };
+        self.links
+            .due_for_resend(Instant(now.0.saturating_sub(rto)), &mut peers);
+        for &p in peers.iter() {
+            self.send_sync(p, true, now);
         }
+        peers.clear();
+        self.links.take_owed(&mut peers);
+        for &p in peers.iter() {
+            if self.bound.contains_key(&p) {
+                continue; // its next beat from here carries the ack
+            }
+            if let Some(addr) = self.addr_of(p) {
+                let f = Frame::Sync {
+                    epoch: 0,
+                    base: 0,
+                    first: 0,
+                    ack: self.links.acked(p),
+                    deltas: heapless::Vec::new(),
+                };
+                self.emit(addr, p, 0, &f);
+            }
+        }
+        self.peer_scratch = peers;
     }
 
     /// Emit queued messaging frames and immediate syncs.
     pub(crate) fn flush(&mut self, now: Instant) {
         while let Some(p) = self.dirty_links.pop() {
-            self.send_sync(p, false);
+            self.send_sync(p, false, now);
         }
         if !self.msg.has_output() {
             return;
@@ -871,7 +993,7 @@ impl Node {
         self.events.push_back(Event::PeerDown { peer: id, phi });
         self.down.insert(id, now);
         self.routes.forget(id);
-        self.links.drop_link(id);
+        self.drop_link(id);
         // Application streams survive a verdict (it may be false under loss); they are
         // reset only when the peer is seen to restart, or when they give up by themselves.
         match self.role {
@@ -881,13 +1003,14 @@ impl Node {
         }
     }
 
-    /// Send `to` its deltas in sync frames, at most eight frames' worth: only those not
-    /// sent yet, or (`resend`, once per period) every unacknowledged one from the oldest.
-    pub(crate) fn send_sync(&mut self, to: PeerId, resend: bool) {
+    /// Send `to` its deltas in sync frames, within the link's window: only those not
+    /// sent yet, or (`resend`, on a retransmission timeout) every unacknowledged one
+    /// from the oldest.
+    pub(crate) fn send_sync(&mut self, to: PeerId, resend: bool, now: Instant) {
         let Some(addr) = self.addr_of(to) else {
             return;
         };
-        let ack = self.links.acked(to);
+        let ack = self.links.ack_for(to);
         let mut after = if resend { 0 } else { self.links.sent_upto(to) };
         let mut last = None;
         for _ in 0..8 {
@@ -907,7 +1030,7 @@ impl Node {
             self.emit(addr, to, 0, &f);
         }
         if let Some(upto) = last {
-            self.links.mark_sent(to, upto);
+            self.links.mark_sent(to, upto, now);
         }
     }
 

@@ -288,3 +288,91 @@ pub fn discoverable(sim: &Sim) -> Result<usize, String> {
     }
     Ok(owner.len())
 }
+
+/// A one-line-per-cell picture of the tree (depth, cell, peers bound to each member,
+/// children), for debugging.
+pub fn shape(sim: &Sim) -> String {
+    let mut cells: BTreeMap<(u8, CellId), Vec<usize>> = BTreeMap::new();
+    for (_, n) in sim.live() {
+        if n.role() == Role::SuperPeer {
+            cells
+                .entry((n.view().depth, n.view().cell))
+                .or_default()
+                .push(n.bound_peers().count());
+        }
+    }
+    let mut out = String::new();
+    for ((depth, cell), bound) in &cells {
+        let children = sim
+            .live()
+            .find(|(_, n)| n.role() == Role::SuperPeer && n.view().cell == *cell)
+            .map_or(0, |(_, n)| n.child_cells().count());
+        out.push_str(&format!(
+            "{}depth {depth} cell {:>6}: bound {bound:?}, {children} children\n",
+            "  ".repeat(*depth as usize),
+            cell.created / 1_000_000
+        ));
+    }
+    out
+}
+
+/// For every child cell's coordinator, how its index compares with each parent
+/// member's copy: (child cell, child records, parent member, parent's copy), for
+/// debugging the anti-entropy.
+pub fn index_copies(sim: &Sim) -> Vec<String> {
+    use crate::proto::discovery::Origin;
+    let mut out = Vec::new();
+    for (i, n) in sim.live() {
+        if !n.is_coordinator() || n.view().parent.is_none() {
+            continue;
+        }
+        let d = n.index.digest();
+        for pm in &n.view().parent_members {
+            let Some((j, p)) = sim.live().find(|(_, p)| p.me().id == pm.id) else {
+                continue;
+            };
+            let c = p.index.digest_of(Origin::Child(n.view().cell));
+            if c != d {
+                let mine: std::collections::BTreeSet<u128> =
+                    n.index.iter().map(|(k, _)| *k).collect();
+                let theirs: std::collections::BTreeSet<u128> = p
+                    .index
+                    .iter()
+                    .filter(|(_, r)| r.origin == Origin::Child(n.view().cell))
+                    .map(|(k, _)| *k)
+                    .collect();
+                let only_child: Vec<_> = mine
+                    .difference(&theirs)
+                    .take(3)
+                    .map(|k| {
+                        let r = n.index.iter().find(|(kk, _)| *kk == k).map(|(_, r)| *r);
+                        let pr = p.index.iter().find(|(kk, _)| *kk == k).map(|(_, r)| *r);
+                        format!(
+                            "{:x}: child {:?} parent {:?}",
+                            k % 0xffff,
+                            r.map(|r| (r.version, r.origin)),
+                            pr.map(|r| (r.version, r.origin))
+                        )
+                    })
+                    .collect();
+                let only_parent: Vec<_> = theirs
+                    .difference(&mine)
+                    .take(3)
+                    .map(|k| format!("{:x}", k % 0xffff))
+                    .collect();
+                out.push(format!(
+                    "child n{i} cell {} ({} records) vs parent member n{j} (knows child {}, down at child {}): {} records; only child {only_child:?}, only parent {only_parent:?}; link {:?} / {:?} / {:?}",
+                    n.view().cell.created / 1_000_000,
+                    d.len,
+                    p.children.contains_key(&n.view().cell),
+                    n.believes_down(pm.id),
+                    c.len,
+                    (n.links.epoch(pm.id), n.links.last_queued(pm.id), n.links.sent_upto(pm.id)),
+                    p.links.received(n.me().id),
+                    n.links.pending(pm.id),
+                ));
+            }
+        }
+    }
+    out
+}

@@ -162,6 +162,8 @@ pub struct Report {
     pub cells: usize,
     /// Steady-state control bytes sent per peer per second.
     pub control_bytes_per_peer_per_s: f64,
+    /// The same, split by frame type (frame name, bytes per peer per second).
+    pub control_by_type: Vec<(&'static str, f64)>,
     /// Virtual seconds simulated.
     pub virtual_s: f64,
     /// Datagrams delivered.
@@ -170,6 +172,8 @@ pub struct Report {
     pub wakeups: u64,
     /// Datagrams dropped by security at receivers.
     pub security_drops: u64,
+    /// Index snapshots parents asked of children whose digest disagreed (whole run).
+    pub resyncs: u64,
     /// The same drops by reason: forged, truncated, replayed, wrong overlay, oversize,
     /// malformed.
     pub security_by_reason: [u64; 6],
@@ -245,6 +249,9 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
     let tree =
         wait_valid(&mut sim, 100 * MS, limit).map_err(|e| format!("overlay did not form: {e}"))?;
     r.formed_ms = ms(sim.now().0);
+    if std::env::var_os("RTPM_SIM_DEBUG").is_some() {
+        eprintln!("{}", check::shape(&sim));
+    }
     progress(&format!(
         "formed: {} cells, {} levels at {:.1}s virtual",
         tree.cells,
@@ -263,6 +270,16 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
         2_000 * MS
     };
     let before: u64 = sim.live().map(|(_, n)| n.stats().tx_control_bytes).sum();
+    let by_type = |sim: &Sim| {
+        let mut v = [0u64; 32];
+        for (_, n) in sim.live() {
+            for (a, b) in v.iter_mut().zip(n.stats().tx_control_by_type) {
+                *a += b;
+            }
+        }
+        v
+    };
+    let before_by_type = by_type(&sim);
     let mut t = settle;
     while t < settle.after(window) {
         t = t.after(1_000 * MS).min(settle.after(window));
@@ -272,8 +289,22 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
         }
     }
     let after: u64 = sim.live().map(|(_, n)| n.stats().tx_control_bytes).sum();
+    if std::env::var_os("RTPM_SIM_DEBUG").is_some() {
+        for l in check::index_copies(&sim) {
+            eprintln!("{l}");
+        }
+    }
     let live = sim.live().count().max(1);
     r.control_bytes_per_peer_per_s = (after - before) as f64 / live as f64 / (window as f64 / 1e9);
+    let after_by_type = by_type(&sim);
+    for (t, (a, b)) in after_by_type.iter().zip(before_by_type).enumerate() {
+        if a > &b {
+            let name = crate::proto::frame::FrameType::from_u8(t as u8)
+                .map_or("?", crate::proto::frame::FrameType::name);
+            r.control_by_type
+                .push((name, (a - b) as f64 / live as f64 / (window as f64 / 1e9)));
+        }
+    }
     sim.events.clear();
 
     // ---- fault
@@ -475,6 +506,7 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
     r.delivered = sim.net_stats().delivered;
     r.wakeups = sim.net_stats().wakeups;
     r.security_drops = sim.live().map(|(_, n)| n.security().dropped()).sum();
+    r.resyncs = sim.live().map(|(_, n)| n.stats().resyncs).sum();
     for (_, n) in sim.live() {
         let c = n.security();
         for (slot, v) in r.security_by_reason.iter_mut().zip([
