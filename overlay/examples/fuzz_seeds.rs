@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use rtpm_overlay::proto::frame::{Delta, Frame, OfferKind, Op, Sap, View};
+use rtpm_overlay::proto::frame::{Delta, Frame, MemberList, OfferKind, Op, Sap, View};
 use rtpm_overlay::proto::security::{OverlayKey, Security};
 use rtpm_overlay::proto::wire::{FLAG_ENCRYPTED, HEADER_LEN, Header, MAX_DATAGRAM, Writer};
 use rtpm_overlay::proto::{Addr, CellId, Member, PeerId};
@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         version: 2,
         lease_ms: 30_000,
     };
+    let roster = [m(8)];
     let frames: Vec<Frame> = vec![
         Frame::Solicit {
             nonce: 1,
@@ -89,7 +90,7 @@ fn main() -> ExitCode {
             ack: 0,
             bound_count: 1,
             has_roster: true,
-            bound: [m(8)].into_iter().collect(),
+            bound: MemberList::Slice(&roster),
             children: 0,
         },
         Frame::CellView { view: view.clone() },

@@ -144,6 +144,7 @@ fn main() -> ExitCode {
             "virtual_s": r.virtual_s,
             "delivered": r.delivered,
             "wakeups": r.wakeups,
+            "idle_wakeups": r.idle_wakeups,
             "security_drops": r.security_drops,
             "resyncs": r.resyncs,
             "security_drops_forged_truncated_replayed_wrongoverlay_oversize_malformed": r.security_by_reason,

@@ -32,7 +32,7 @@
 //! down) like a joining peer, so the trees merge into one, rooted at the oldest cell.
 
 use super::discovery::{Digest, Origin};
-use super::frame::{Frame, MAX_BOUND, Members, OfferKind, Sap, View};
+use super::frame::{Frame, MAX_BOUND, MemberList, Members, OfferKind, Sap, View};
 use super::id::{CellId, Member, PeerId};
 use super::node::{Child, Event, Node, Role};
 use super::time::Instant;
@@ -657,16 +657,18 @@ impl Node {
         }
         let roster = self.roster_beats > 0 || self.ticks.is_multiple_of(160);
         self.roster_beats = self.roster_beats.saturating_sub(1);
-        let bound: heapless::Vec<Member, MAX_BOUND> = if roster {
-            self.bound
-                .iter()
-                .take(MAX_BOUND)
-                .map(|(&id, &addr)| Member { id, addr })
-                .collect()
-        } else {
-            heapless::Vec::new()
-        };
-        for m in self.view.members.clone() {
+        let mut bound = std::mem::take(&mut self.member_scratch);
+        bound.clear();
+        if roster {
+            bound.extend(
+                self.bound
+                    .iter()
+                    .take(MAX_BOUND)
+                    .map(|(&id, &addr)| Member { id, addr }),
+            );
+        }
+        for i in 0..self.view.members.len() {
+            let m = self.view.members[i];
             if m.id == self.me.id {
                 continue;
             }
@@ -676,11 +678,12 @@ impl Node {
                 ack: self.links.ack_for(m.id),
                 bound_count: self.bound.len() as u16,
                 has_roster: roster,
-                bound: bound.clone(),
+                bound: MemberList::Slice(&bound),
                 children: self.children.len() as u8,
             };
             self.emit_to(m, &f);
         }
+        self.member_scratch = bound;
         // children that went silent
         let limit = (2 * self.cfg.peer_beat_every as u64 + 2) * self.cfg.heartbeat;
         let dead: Vec<CellId> = self
@@ -1118,7 +1121,7 @@ impl Node {
         version: u64,
         ack: u64,
         bound_count: u16,
-        roster: Option<&[Member]>,
+        roster: Option<MemberList<'_>>,
         now: Instant,
     ) {
         if self.role != Role::SuperPeer || cell != self.view.cell {
@@ -1146,7 +1149,7 @@ impl Node {
         mate.bound_count = bound_count;
         if let Some(r) = roster {
             mate.bound.clear();
-            mate.bound.extend_from_slice(r);
+            mate.bound.extend(r.iter());
         }
         if version < self.view.version && self.is_coordinator() {
             let f = Frame::CellView {
@@ -1164,7 +1167,7 @@ impl Node {
         &mut self,
         sender: Member,
         child: CellId,
-        members: Members,
+        members: &Members,
         peers: u32,
         free: u32,
         open_depth: u8,
@@ -1190,7 +1193,7 @@ impl Node {
             .entry(child)
             .or_insert_with(|| Child::new(Members::new(), peers, now));
         if !members.is_empty() {
-            c.members = members;
+            c.members = members.clone();
         }
         c.peers = peers;
         c.free = free;
@@ -1231,7 +1234,7 @@ impl Node {
     pub(crate) fn on_parent_beat(
         &mut self,
         sender: Member,
-        pview: Option<View>,
+        pview: Option<&View>,
         found: bool,
         ack: u64,
         known: bool,
@@ -1319,7 +1322,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn on_beacon(&mut self, root: CellId, members: Members, now: Instant) {
+    pub(crate) fn on_beacon(&mut self, root: CellId, members: &Members, now: Instant) {
         if self.role != Role::SuperPeer
             || !self.is_coordinator()
             || !self.view.parent.is_none()

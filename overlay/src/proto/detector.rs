@@ -10,7 +10,6 @@
 //! timeout P/2) a crash is declared within 2.5 periods of the last beat heard, so within
 //! 3 periods of the crash when latency is below half a period.
 
-use super::DetMap;
 use super::id::{Addr, PeerId};
 use super::time::Instant;
 
@@ -28,7 +27,10 @@ struct Watch {
 /// The failure detector of one endpoint.
 #[derive(Clone, Debug)]
 pub struct Detector {
-    watches: DetMap<PeerId, Watch>,
+    /// The watched peers, in the order they were first watched: a super-peer watches a
+    /// few dozen at most, so a scan is as fast as a hash and the periodic check walks
+    /// contiguous memory.
+    watches: Vec<(PeerId, Watch)>,
     /// A lower bound of the next deadline (arrivals only move deadlines later, so a
     /// stale value wakes the owner early, never late); exact after every `check`.
     earliest: Instant,
@@ -50,7 +52,7 @@ impl Detector {
     /// down `probe_timeout` ns later.
     pub fn new(suspect_intervals: f64, probe_timeout: u64) -> Detector {
         Detector {
-            watches: DetMap::default(),
+            watches: Vec::new(),
             earliest: Instant::NEVER,
             suspect_intervals,
             probe_timeout,
@@ -62,28 +64,37 @@ impl Detector {
         self.earliest = self
             .earliest
             .min(now.after((period as f64 * self.suspect_intervals) as u64));
-        self.watches.entry(id).or_insert(Watch {
-            addr,
-            last: now,
-            mean: period as f64,
-            period,
-            probe_deadline: None,
-        });
+        if !self.watches(id) {
+            self.watches.push((
+                id,
+                Watch {
+                    addr,
+                    last: now,
+                    mean: period as f64,
+                    period,
+                    probe_deadline: None,
+                },
+            ));
+        }
     }
 
     /// Whether `id` is watched.
     pub fn watches(&self, id: PeerId) -> bool {
-        self.watches.contains_key(&id)
+        self.watches.iter().any(|(w, _)| *w == id)
+    }
+
+    fn get(&self, id: PeerId) -> Option<&Watch> {
+        self.watches.iter().find(|(w, _)| *w == id).map(|(_, w)| w)
     }
 
     /// Stop watching `id`.
     pub fn unwatch(&mut self, id: PeerId) {
-        self.watches.remove(&id);
+        self.watches.retain(|(w, _)| *w != id);
     }
 
     /// Keep only the watches whose id satisfies `keep`.
     pub fn retain(&mut self, mut keep: impl FnMut(PeerId) -> bool) {
-        self.watches.retain(|id, _| keep(*id));
+        self.watches.retain(|(id, _)| keep(*id));
     }
 
     /// Number of watched peers.
@@ -98,7 +109,7 @@ impl Detector {
 
     /// Something arrived from `id`.
     pub fn heard(&mut self, id: PeerId, now: Instant) {
-        if let Some(w) = self.watches.get_mut(&id) {
+        if let Some((_, w)) = self.watches.iter_mut().find(|(w, _)| *w == id) {
             let gap = now.since(w.last) as f64;
             if gap > 0.0 {
                 // Running mean over about 8 intervals, never below half the period so a
@@ -113,13 +124,12 @@ impl Detector {
 
     /// How long `id` has been silent (None if not watched).
     pub fn silent_for(&self, id: PeerId, now: Instant) -> Option<u64> {
-        self.watches.get(&id).map(|w| now.since(w.last))
+        self.get(id).map(|w| now.since(w.last))
     }
 
     /// φ of `id` now (0 if not watched).
     pub fn phi(&self, id: PeerId, now: Instant) -> f64 {
-        self.watches
-            .get(&id)
+        self.get(id)
             .map_or(0.0, |w| now.since(w.last) as f64 / w.mean * LOG10_E)
     }
 
@@ -137,8 +147,8 @@ impl Detector {
 
     fn exact_deadline(&self) -> Instant {
         self.watches
-            .values()
-            .map(|w| self.suspect_at(w))
+            .iter()
+            .map(|(_, w)| self.suspect_at(w))
             .min()
             .unwrap_or(Instant::NEVER)
     }
@@ -148,7 +158,8 @@ impl Detector {
     pub fn check(&mut self, now: Instant, out: &mut Vec<Verdict>) {
         let probe_timeout = self.probe_timeout;
         let intervals = self.suspect_intervals;
-        self.watches.retain(|&id, w| {
+        self.watches.retain_mut(|(id, w)| {
+            let id = *id;
             let phi = now.since(w.last) as f64 / w.mean * LOG10_E;
             // φ ≥ intervals·log10(e) ⇔ silence ≥ intervals·mean; compared in integer
             // nanoseconds, exactly as `next_deadline` computes it, so a wake-up at the

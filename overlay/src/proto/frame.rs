@@ -21,6 +21,57 @@ pub const MAX_SAPS: usize = 8;
 /// A bounded member list.
 pub type Members = BVec<Member, MAX_MEMBERS>;
 
+/// A list of up to [`MAX_BOUND`] members inside a frame, without copying it: the
+/// sender's members when encoding, the datagram's bytes (checked, decoded on demand)
+/// when decoding. A roster of 32 members kept inline would make every frame value 1.5 KB
+/// to move.
+#[derive(Clone, Copy, Debug)]
+pub enum MemberList<'a> {
+    /// Members to encode.
+    Slice(&'a [Member]),
+    /// Encoded members: `bytes` holds exactly `bytes.len() / MEMBER_LEN` of them.
+    Wire(&'a [u8]),
+}
+
+impl<'a> MemberList<'a> {
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        match self {
+            MemberList::Slice(m) => m.len(),
+            MemberList::Wire(b) => b.len() / MEMBER_LEN,
+        }
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The members, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Member> + 'a {
+        let (slice, wire): (&'a [Member], &'a [u8]) = match *self {
+            MemberList::Slice(m) => (m, &[]),
+            MemberList::Wire(b) => (&[], b),
+        };
+        slice
+            .iter()
+            .copied()
+            .chain(wire.chunks_exact(MEMBER_LEN).map(|c| {
+                // a chunk of MEMBER_LEN bytes always holds one member
+                let mut r = Reader::new(c);
+                get_member(&mut r).unwrap_or_default()
+            }))
+    }
+}
+
+impl PartialEq for MemberList<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+impl Eq for MemberList<'_> {}
+
+/// Encoded size of one member.
+pub const MEMBER_LEN: usize = 16 + Addr::WIRE_LEN;
+
 /// Frame type codes (the header's `msg_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -307,8 +358,8 @@ pub enum Frame<'a> {
         bound_count: u16,
         /// Whether `bound` lists the roster.
         has_roster: bool,
-        /// Bound peers (when `has_roster`).
-        bound: BVec<Member, MAX_BOUND>,
+        /// Bound peers (when `has_roster`), at most [`MAX_BOUND`].
+        bound: MemberList<'a>,
         /// Children cells the sender heard from in the last beats.
         children: u8,
     },
@@ -704,7 +755,16 @@ impl<'a> Frame<'a> {
                 w.u64(*ack)?;
                 w.u16(*bound_count)?;
                 w.u8(*has_roster as u8)?;
-                put_list(w, bound, put_member)?;
+                if bound.len() > MAX_BOUND {
+                    return Err(Error::Oversize {
+                        len: bound.len(),
+                        max: MAX_BOUND,
+                    });
+                }
+                w.u8(bound.len() as u8)?;
+                for m in bound.iter() {
+                    put_member(w, &m)?;
+                }
                 w.u8(*children)
             }
             Frame::CellView { view } => put_view(w, view),
@@ -924,7 +984,16 @@ impl<'a> Frame<'a> {
                 ack: r.u64()?,
                 bound_count: r.u16()?,
                 has_roster: get_bool(r, "cell beat roster flag")?,
-                bound: get_list(r, "cell beat roster", get_member)?,
+                bound: {
+                    let n = r.u8()? as usize;
+                    if n > MAX_BOUND {
+                        return Err(Error::Malformed {
+                            what: "cell beat roster",
+                        });
+                    }
+                    // any MEMBER_LEN bytes decode to a member: taking them is the check
+                    MemberList::Wire(r.take(n * MEMBER_LEN)?)
+                },
                 children: r.u8()?,
             },
             9 => Frame::CellView { view: get_view(r)? },
@@ -1141,7 +1210,12 @@ pub(crate) mod tests {
                 ack: 4,
                 bound_count: 32,
                 has_roster: true,
-                bound: (0..MAX_BOUND).map(|i| member(i as u128 + 100)).collect(),
+                bound: MemberList::Slice(
+                    (0..MAX_BOUND)
+                        .map(|i| member(i as u128 + 100))
+                        .collect::<Vec<_>>()
+                        .leak(),
+                ),
                 children: 2,
             },
             Frame::CellView { view: view.clone() },

@@ -8,6 +8,7 @@ pub mod detector;
 pub mod discovery;
 pub mod frame;
 pub mod id;
+pub mod idhash;
 pub mod membership;
 pub mod messaging;
 pub mod node;
@@ -20,8 +21,7 @@ pub mod wire;
 
 /// A hash map with a fixed hasher: iteration order depends only on the inserted keys,
 /// never on a per-process random seed, so runs are reproducible bit for bit.
-pub(crate) type DetMap<K, V> =
-    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<std::hash::DefaultHasher>>;
+pub(crate) type DetMap<K, V> = std::collections::HashMap<K, V, idhash::BuildIdHasher>;
 
 pub use config::Config;
 pub use id::{Addr, CellId, Member, PeerId};

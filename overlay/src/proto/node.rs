@@ -253,6 +253,8 @@ pub struct Node {
     pub(crate) events: VecDeque<Event>,
     pub(crate) pool: Vec<Vec<u8>>,
     pub(crate) scratch: Box<[u8]>,
+    /// Where outgoing frames are encoded ([`MAX_DATAGRAM`] bytes).
+    pub(crate) enc: Box<[u8]>,
     pub(crate) next_tick: Instant,
     pub(crate) ticks: u64,
     pub(crate) next_refresh: Instant,
@@ -344,6 +346,7 @@ impl Node {
             events: VecDeque::new(),
             pool: Vec::new(),
             scratch: vec![0u8; MAX_PAYLOAD].into_boxed_slice(),
+            enc: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
             next_tick: Instant(phase),
             ticks: 0,
             next_refresh: Instant::NEVER,
@@ -501,7 +504,17 @@ impl Node {
             .pool
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(MAX_DATAGRAM));
-        if seal_frame(&mut self.sec, &mut buf, self.me.id, dest_id, class, frame).is_ok() {
+        if seal_frame(
+            &mut self.sec,
+            &mut self.enc,
+            &mut buf,
+            self.me.id,
+            dest_id,
+            class,
+            frame,
+        )
+        .is_ok()
+        {
             self.stats.tx_datagrams += 1;
             self.stats.tx_bytes += buf.len() as u64;
             if !matches!(
@@ -551,7 +564,7 @@ impl Node {
                         ) {
                             self.routes.learn(h.sender, from, now);
                         }
-                        self.on_frame(h.sender, from, h.class, frame, now);
+                        self.on_frame(h.sender, from, h.class, &frame, now);
                     }
                     Err(_) => self.sec.count_malformed(),
                 }
@@ -561,9 +574,11 @@ impl Node {
         self.flush(now);
     }
 
-    fn on_frame(&mut self, from: PeerId, addr: Addr, class: u8, frame: Frame, now: Instant) {
+    /// Dispatch a decoded frame. It is borrowed (a frame value is large: it holds views
+    /// and member lists inline); handlers copy what they keep.
+    fn on_frame(&mut self, from: PeerId, addr: Addr, class: u8, frame: &Frame, now: Instant) {
         let sender = Member { id: from, addr };
-        match frame {
+        match *frame {
             Frame::Solicit { nonce, .. } => self.on_solicit(sender, nonce, now),
             Frame::Offer {
                 nonce,
@@ -571,14 +586,20 @@ impl Node {
                 cell,
                 root,
                 depth,
-                members,
+                ref members,
                 ..
-            } => self.on_offer(sender, nonce, kind, cell, root, depth, members, now),
+            } => self.on_offer(sender, nonce, kind, cell, root, depth, members.clone(), now),
             Frame::Bind { nonce, .. } => self.on_bind(sender, nonce, now),
-            Frame::BindAck { nonce, view } => self.on_bind_ack(sender, nonce, view, now),
+            Frame::BindAck { nonce, ref view } => {
+                self.on_bind_ack(sender, nonce, view.clone(), now)
+            }
             Frame::Unbind { leaving, .. } => self.on_unbind(sender, leaving, now),
             Frame::PeerBeat { cell, version } => self.on_peer_beat(sender, cell, version, now),
-            Frame::SpBeat { view, ack, bound } => self.on_sp_beat(sender, view, ack, bound, now),
+            Frame::SpBeat {
+                ref view,
+                ack,
+                bound,
+            } => self.on_sp_beat(sender, view.clone(), ack, bound, now),
             Frame::CellBeat {
                 cell,
                 version,
@@ -593,13 +614,13 @@ impl Node {
                 version,
                 ack,
                 bound_count,
-                has_roster.then_some(&bound[..]),
+                has_roster.then_some(bound),
                 now,
             ),
-            Frame::CellView { view } => self.on_cell_view(sender, view, now),
+            Frame::CellView { ref view } => self.on_cell_view(sender, view.clone(), now),
             Frame::ChildBeat {
                 child,
-                members,
+                ref members,
                 peers,
                 free,
                 open_depth,
@@ -625,19 +646,21 @@ impl Node {
                 now,
             ),
             Frame::ParentBeat {
-                view,
+                ref view,
                 found,
                 ack,
                 known,
-            } => self.on_parent_beat(sender, view, found, ack, known, now),
+            } => self.on_parent_beat(sender, view.as_ref(), found, ack, known, now),
             Frame::Attach {
                 nonce,
                 cell,
-                members,
+                ref members,
                 root,
                 peers,
-            } => self.on_attach(sender, nonce, cell, members, root, peers, now),
-            Frame::Beacon { root, members, .. } => self.on_beacon(root, members, now),
+            } => self.on_attach(sender, nonce, cell, members.clone(), root, peers, now),
+            Frame::Beacon {
+                root, ref members, ..
+            } => self.on_beacon(root, members, now),
             Frame::Probe { nonce, cell, rel } => {
                 let related = self.related(from, cell, rel);
                 self.emit_to(sender, &Frame::ProbeAck { nonce, related });
@@ -665,8 +688,8 @@ impl Node {
                 base,
                 first,
                 ack,
-                deltas,
-            } => self.on_sync(sender, epoch, base, first, ack, &deltas, now),
+                ref deltas,
+            } => self.on_sync(sender, epoch, base, first, ack, deltas, now),
             Frame::Data {
                 seq,
                 msg,
@@ -1065,24 +1088,33 @@ impl Node {
     }
 }
 
-/// Encode `frame` behind a header into `buf` and seal it.
+/// Encode `frame` behind a header into `buf` and seal it. The frame is encoded in
+/// `enc` (at least [`MAX_DATAGRAM`] bytes, kept from call to call) and copied, so a
+/// recycled buffer is never zero-filled again.
 pub(crate) fn seal_frame(
     sec: &mut Security,
+    enc: &mut [u8],
     buf: &mut Vec<u8>,
     me: PeerId,
     dest: PeerId,
     class: u8,
     frame: &Frame,
 ) -> Result<(), Error> {
-    // recycled buffers keep their length: only a fresh one is zero-filled
-    if buf.len() < MAX_DATAGRAM {
-        buf.resize(MAX_DATAGRAM, 0);
-    }
     let len = {
-        let mut w = Writer::new(&mut buf[HEADER_LEN..]);
+        let have = enc.len();
+        let body = enc
+            .get_mut(HEADER_LEN..MAX_DATAGRAM)
+            .ok_or(Error::Oversize {
+                len: MAX_DATAGRAM,
+                max: have,
+            })?;
+        let mut w = Writer::new(body);
         frame.encode(&mut w)?;
         w.len()
     };
+    buf.clear();
+    buf.extend_from_slice(&[0u8; HEADER_LEN]);
+    buf.extend_from_slice(&enc[HEADER_LEN..HEADER_LEN + len]);
     let h = Header {
         msg_type: frame.frame_type() as u8,
         flags: if sec.encrypted() { FLAG_ENCRYPTED } else { 0 },
@@ -1096,7 +1128,6 @@ pub(crate) fn seal_frame(
     let mut hb = [0u8; HEADER_LEN];
     h.write(&mut hb);
     buf[..HEADER_LEN].copy_from_slice(&hb);
-    buf.truncate(HEADER_LEN + len);
     sec.seal(buf)
 }
 

@@ -134,20 +134,21 @@ impl Window {
             if seq - self.top >= REPLAY_WINDOW {
                 self.bits = [0; WORDS];
             } else {
-                // forget the numbers between the old top and the new one, a whole word
-                // at a time where possible (a sender's numbers are shared by all its
-                // destinations, so gaps of dozens are normal)
+                // forget the numbers between the old top and the new one (a sender's
+                // numbers are shared by all its destinations, so gaps of dozens are
+                // normal): a masked word at each end, whole words between
                 let mut s = self.top + 1;
                 while s <= seq {
                     let i = s % REPLAY_WINDOW;
                     let (w, b) = ((i / 64) as usize, i % 64);
-                    if b == 0 && seq - s >= 63 {
-                        self.bits[w] = 0;
-                        s += 64;
+                    let n = (64 - b).min(seq - s + 1);
+                    let mask = if n == 64 {
+                        u64::MAX
                     } else {
-                        self.bits[w] &= !(1u64 << b);
-                        s += 1;
-                    }
+                        ((1u64 << n) - 1) << b
+                    };
+                    self.bits[w] &= !mask;
+                    s += n;
                 }
             }
             self.top = seq;

@@ -58,6 +58,11 @@ struct Link {
 #[derive(Clone, Debug, Default)]
 pub struct Links {
     links: DetMap<PeerId, Link>,
+    /// Peers that may have unacknowledged deltas (a superset: checked when read), so
+    /// the periodic resend does not walk every link.
+    busy: Vec<PeerId>,
+    /// Peers that may be owed an ack (a superset, likewise).
+    owed: Vec<PeerId>,
     overflow: u64,
     next_epoch: u32,
     /// Every sequence number used so far is below this one.
@@ -84,6 +89,9 @@ impl Links {
             l.next_seq = self.floor;
             l.sent_upto = self.floor;
         }
+        if l.out.is_empty() {
+            self.busy.push(to);
+        }
         if l.out.len() >= OUTBOX {
             l.out.pop_front();
             self.overflow += 1;
@@ -104,13 +112,19 @@ impl Links {
     }
 
     /// Peers with unacknowledged deltas last sent at or before `before`.
-    pub fn due_for_resend(&self, before: Instant, out: &mut Vec<PeerId>) {
-        out.extend(
-            self.links
-                .iter()
-                .filter(|(_, l)| !l.out.is_empty() && l.sent_at <= before)
-                .map(|(k, _)| *k),
-        );
+    pub fn due_for_resend(&mut self, before: Instant, out: &mut Vec<PeerId>) {
+        let links = &self.links;
+        self.busy.retain(|p| match links.get(p) {
+            Some(l) if !l.out.is_empty() => {
+                if l.sent_at <= before && !out.contains(p) {
+                    out.push(*p);
+                }
+                true
+            }
+            _ => false,
+        });
+        self.busy.sort_unstable();
+        self.busy.dedup();
     }
 
     /// `to` acknowledged everything up to `upto`.
@@ -229,10 +243,12 @@ impl Links {
 
     /// Peers owed an ack that no beat carried yet; the debts are cleared.
     pub fn take_owed(&mut self, out: &mut Vec<PeerId>) {
-        for (k, l) in self.links.iter_mut() {
-            if l.ack_owed {
+        for p in self.owed.drain(..) {
+            if let Some(l) = self.links.get_mut(&p)
+                && l.ack_owed
+            {
                 l.ack_owed = false;
-                out.push(*k);
+                out.push(p);
             }
         }
     }
@@ -252,7 +268,10 @@ impl Links {
         out: &mut Vec<Delta>,
     ) {
         let l = self.links.entry(from).or_default();
-        l.ack_owed = true;
+        if !l.ack_owed {
+            l.ack_owed = true;
+            self.owed.push(from);
+        }
         if !l.in_known || epoch != l.in_epoch {
             // A new link, or the sender restarted: start from the sender's oldest delta.
             l.in_new = true;

@@ -170,6 +170,8 @@ pub struct Report {
     pub delivered: u64,
     /// Node timer wake-ups.
     pub wakeups: u64,
+    /// Of those, the ones with nothing due.
+    pub idle_wakeups: u64,
     /// Datagrams dropped by security at receivers.
     pub security_drops: u64,
     /// Index snapshots parents asked of children whose digest disagreed (whole run).
@@ -505,6 +507,7 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
     r.virtual_s = sim.now().0 as f64 / 1e9;
     r.delivered = sim.net_stats().delivered;
     r.wakeups = sim.net_stats().wakeups;
+    r.idle_wakeups = sim.net_stats().idle_wakeups;
     r.security_drops = sim.live().map(|(_, n)| n.security().dropped()).sum();
     r.resyncs = sim.live().map(|(_, n)| n.stats().resyncs).sum();
     for (_, n) in sim.live() {

@@ -104,23 +104,21 @@ impl WorldConfig {
     }
 }
 
+/// What happens at an event. Datagrams in flight live in a slab beside the queue, so
+/// the queue's entries stay small (sifting them is a good part of the simulator's work).
 enum Kind {
     Deliver { to: u32, from: u32, buf: Vec<u8> },
     Timer { node: u32 },
 }
 
+/// A queue entry: when, the insertion order (ties), and the event in the slab.
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Ev {
-    at: Instant,
+    at: u64,
     seq: u64,
-    kind: Kind,
+    slot: u32,
 }
 
-impl PartialEq for Ev {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Ev {}
 impl PartialOrd for Ev {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
@@ -150,6 +148,8 @@ pub struct NetStats {
     pub duplicated: u64,
     /// Node timer wake-ups processed.
     pub wakeups: u64,
+    /// Of those, the ones where the node had nothing due (its deadline had moved).
+    pub idle_wakeups: u64,
 }
 
 /// The simulated world.
@@ -162,6 +162,12 @@ pub struct Sim {
     side: Vec<u8>,
     rng: Xoshiro256PlusPlus,
     queue: BinaryHeap<Ev>,
+    /// The events of the queue's entries (a free slot holds `None`).
+    slab: Vec<Option<Kind>>,
+    free: Vec<u32>,
+    /// Reused per input: the node's transmits, the group's listeners.
+    out: Vec<crate::proto::Transmit>,
+    group: Vec<u32>,
     seq: u64,
     timer_at: Vec<Instant>,
     listeners: BTreeSet<u32>,
@@ -187,6 +193,10 @@ impl Sim {
             incarnation: vec![0; n],
             side: vec![0; n],
             queue: BinaryHeap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            out: Vec::new(),
+            group: Vec::new(),
             seq: 0,
             timer_at: vec![Instant::NEVER; n],
             listeners: BTreeSet::new(),
@@ -284,10 +294,20 @@ impl Sim {
 
     fn push(&mut self, at: Instant, kind: Kind) {
         self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slab[s as usize] = Some(kind);
+                s
+            }
+            None => {
+                self.slab.push(Some(kind));
+                (self.slab.len() - 1) as u32
+            }
+        };
         self.queue.push(Ev {
-            at,
+            at: at.0,
             seq: self.seq,
-            kind,
+            slot,
         });
     }
 
@@ -297,7 +317,7 @@ impl Sim {
         let Some(node) = self.nodes[i].as_mut() else {
             return;
         };
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.out);
         while let Some(t) = node.poll_transmit() {
             out.push(t);
         }
@@ -326,22 +346,21 @@ impl Sim {
             self.timer_at[i] = due;
             self.push(due, Kind::Timer { node: i as u32 });
         }
-        for t in out {
+        for t in out.drain(..) {
             self.stats.sent += 1;
             if t.dest == GROUP {
-                let ls: Vec<u32> = self
-                    .listeners
-                    .iter()
-                    .copied()
-                    .filter(|&l| l != i as u32)
-                    .collect();
-                for l in ls {
+                let mut ls = std::mem::take(&mut self.group);
+                ls.clear();
+                ls.extend(self.listeners.iter().copied().filter(|&l| l != i as u32));
+                for &l in ls.iter() {
                     self.route(i as u32, l, t.bytes.clone());
                 }
+                self.group = ls;
             } else if let Some(j) = index_of(t.dest).filter(|&j| j < self.nodes.len()) {
                 self.route(i as u32, j as u32, t.bytes);
             }
         }
+        self.out = out;
     }
 
     fn route(&mut self, from: u32, to: u32, buf: Vec<u8>) {
@@ -386,18 +405,23 @@ impl Sim {
     /// Process every event up to and including `until`; now becomes `until`.
     pub fn run_until(&mut self, until: Instant) {
         while let Some(top) = self.queue.peek() {
-            if top.at > until {
+            if top.at > until.0 {
                 break;
             }
             let Some(ev) = self.queue.pop() else {
                 break;
             };
-            self.now = ev.at;
-            match ev.kind {
+            let Some(kind) = self.slab.get_mut(ev.slot as usize).and_then(Option::take) else {
+                continue;
+            };
+            self.free.push(ev.slot);
+            let ev_at = Instant(ev.at);
+            self.now = ev_at;
+            match kind {
                 Kind::Deliver { to, from, buf } => {
                     let i = to as usize;
                     if let Some(h) = self.trace.as_mut() {
-                        h.update(&ev.at.0.to_le_bytes());
+                        h.update(&ev.at.to_le_bytes());
                         h.update(&to.to_le_bytes());
                         h.update(&from.to_le_bytes());
                         h.update(&buf);
@@ -405,7 +429,7 @@ impl Sim {
                     match self.nodes[i].as_mut() {
                         Some(node) => {
                             self.stats.delivered += 1;
-                            node.handle_datagram(addr_of(from as usize), &buf, ev.at);
+                            node.handle_datagram(addr_of(from as usize), &buf, ev_at);
                             node.recycle(buf);
                             self.after_input(i);
                         }
@@ -414,17 +438,19 @@ impl Sim {
                 }
                 Kind::Timer { node } => {
                     let i = node as usize;
-                    if self.timer_at[i] == ev.at {
+                    if self.timer_at[i] == ev_at {
                         self.timer_at[i] = Instant::NEVER;
                     }
                     if let Some(n) = self.nodes[i].as_mut() {
                         self.stats.wakeups += 1;
-                        if n.poll_timeout().is_some_and(|t| t <= ev.at) {
+                        if n.poll_timeout().is_some_and(|t| t <= ev_at) {
                             if let Some(h) = self.trace.as_mut() {
-                                h.update(&ev.at.0.to_le_bytes());
+                                h.update(&ev.at.to_le_bytes());
                                 h.update(&node.to_le_bytes());
                             }
-                            n.handle_timeout(ev.at);
+                            n.handle_timeout(ev_at);
+                        } else {
+                            self.stats.idle_wakeups += 1;
                         }
                         self.after_input(i);
                     }
