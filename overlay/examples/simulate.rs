@@ -37,8 +37,9 @@ struct Args {
     /// Gap between two peers' joins.
     #[arg(long, default_value = "1ms")]
     join_gap: Nanos,
-    /// Run at least this much virtual time in total ("60s"); the steady-state window
-    /// stretches to fill it.
+    /// Run at least this much virtual time in total ("60s"). The steady-state window
+    /// (for control traffic) starts a second after the overlay formed and is the largest
+    /// whole number of lease-refresh periods (10 s) that fits, else 2 s.
     #[arg(long, default_value = "0s")]
     duration: Nanos,
     /// Loss probability on every link for the `loss` scenario.
@@ -69,7 +70,11 @@ const SCENARIOS: &str = "Scenarios:
 Output: detect_ms (fault until the monitors responsible for the repair, the crashed
 super-peer's cell mates, have declared it down), repair_ms (fault, or heal,
 to: every peer bound, every cell at k members, one tree, every live SAP discoverable),
-lookup_msgs_max, tree_depth (levels), control_bytes_per_peer_per_s, wall_s.
+lookup_msgs_max, tree_depth (levels), wall_s, and control_bytes_per_peer_per_s:
+every byte of every control datagram (header, tag and payload; everything but
+application data) that every live peer sent during the steady-state window (see
+--duration), divided by the live peers and the window's seconds; control_by_type
+splits it by frame, deltas_up_per_s counts index deltas sent up the tree.
 
 Example:
   cargo run --release -p rtpm-overlay --example simulate -- \\
@@ -141,6 +146,8 @@ fn main() -> ExitCode {
                 .iter()
                 .map(|(n, v)| ((*n).to_string(), serde_json::json!((v * 10.0).round() / 10.0)))
                 .collect::<serde_json::Map<_, _>>(),
+            "window_s": r.window_s,
+            "deltas_up_per_s": (r.deltas_up_per_s * 100.0).round() / 100.0,
             "virtual_s": r.virtual_s,
             "delivered": r.delivered,
             "wakeups": r.wakeups,

@@ -472,6 +472,10 @@ impl Node {
                 return;
             }
         }
+        // a super-peer of a child cell that dissolved binds here as an ordinary peer now
+        for c in self.children.values_mut() {
+            c.members.retain(|m| m.id != sender.id);
+        }
         self.bound.insert(sender.id, sender.addr);
         self.bound_seen.insert(sender.id, now);
         if self.is_coordinator() {

@@ -511,6 +511,7 @@ impl Node {
             if !self.down.contains_key(&id) {
                 self.links.push(id, d);
                 self.dirty_links.push(id);
+                self.stats.deltas_up += 1;
             }
         }
     }
@@ -538,6 +539,7 @@ impl Node {
         let mut all = std::mem::take(&mut self.delta_scratch);
         all.clear();
         self.index.snapshot(now, |_| true, &mut all);
+        self.stats.deltas_up += all.len() as u64 + 2;
         self.push_snapshot(to, &mut all);
         self.delta_scratch = all;
     }
@@ -641,18 +643,20 @@ impl Node {
         if deltas.is_empty() || self.role != Role::SuperPeer {
             return; // an ack alone (peers only ever receive those)
         }
-        let (origin, replicate) = if self.bound.contains_key(&sender.id) {
-            self.bound_seen.insert(sender.id, now);
-            self.detector.heard(sender.id, now);
-            (Origin::Local, true)
-        } else if self.view.members.iter().any(|m| m.id == sender.id) {
-            (Origin::Mate(sender.id), false)
-        } else if let Some((c, _)) = self
+        // A peer promoted into a child cell stays bound here until it has re-published
+        // there (make before break): what it sends as a child member is the child's.
+        let (origin, replicate) = if let Some((c, _)) = self
             .children
             .iter()
             .find(|(_, c)| c.members.iter().any(|m| m.id == sender.id))
         {
             (Origin::Child(*c), false)
+        } else if self.bound.contains_key(&sender.id) {
+            self.bound_seen.insert(sender.id, now);
+            self.detector.heard(sender.id, now);
+            (Origin::Local, true)
+        } else if self.view.members.iter().any(|m| m.id == sender.id) {
+            (Origin::Mate(sender.id), false)
         } else {
             return;
         };

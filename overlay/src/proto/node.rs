@@ -143,6 +143,9 @@ pub struct NodeStats {
     /// Snapshots this super-peer asked of child cells whose index digest disagreed with
     /// its copy for several seconds.
     pub resyncs: u64,
+    /// Index deltas queued for parent cell members (adds and withdrawals going up the
+    /// tree, snapshots included).
+    pub deltas_up: u64,
 }
 
 /// A SAP this peer published.

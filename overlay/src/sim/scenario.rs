@@ -164,6 +164,10 @@ pub struct Report {
     pub control_bytes_per_peer_per_s: f64,
     /// The same, split by frame type (frame name, bytes per peer per second).
     pub control_by_type: Vec<(&'static str, f64)>,
+    /// Index deltas sent up the tree per second in the same window (all peers).
+    pub deltas_up_per_s: f64,
+    /// Length of that steady-state window, seconds of virtual time.
+    pub window_s: f64,
     /// Virtual seconds simulated.
     pub virtual_s: f64,
     /// Datagrams delivered.
@@ -264,14 +268,18 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
     // ---- steady state: control traffic
     let settle = sim.now().after(1_000 * MS);
     sim.run_until(settle);
-    let window = if p.duration > 0 {
-        p.duration
-            .saturating_sub(settle.0)
-            .clamp(2_000 * MS, 60_000 * MS)
+    // The window is a whole number of lease-refresh periods when the run is long
+    // enough (each owner refreshes once per period: a window that is not a multiple
+    // counts some owners' refreshes once more than others'), else two seconds.
+    let refresh = sim.cfg.node_config(0, 1).lease / 3;
+    let room = p.duration.saturating_sub(settle.0).min(60_000 * MS);
+    let window = if room >= refresh {
+        room / refresh * refresh
     } else {
         2_000 * MS
     };
     let before: u64 = sim.live().map(|(_, n)| n.stats().tx_control_bytes).sum();
+    let up_before: u64 = sim.live().map(|(_, n)| n.stats().deltas_up).sum();
     let by_type = |sim: &Sim| {
         let mut v = [0u64; 32];
         for (_, n) in sim.live() {
@@ -291,6 +299,7 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
         }
     }
     let after: u64 = sim.live().map(|(_, n)| n.stats().tx_control_bytes).sum();
+    let up_after: u64 = sim.live().map(|(_, n)| n.stats().deltas_up).sum();
     if std::env::var_os("RTPM_SIM_DEBUG").is_some() {
         for l in check::index_copies(&sim) {
             eprintln!("{l}");
@@ -298,6 +307,8 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
     }
     let live = sim.live().count().max(1);
     r.control_bytes_per_peer_per_s = (after - before) as f64 / live as f64 / (window as f64 / 1e9);
+    r.deltas_up_per_s = (up_after - up_before) as f64 / (window as f64 / 1e9);
+    r.window_s = window as f64 / 1e9;
     let after_by_type = by_type(&sim);
     for (t, (a, b)) in after_by_type.iter().zip(before_by_type).enumerate() {
         if a > &b {
