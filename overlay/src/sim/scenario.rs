@@ -210,10 +210,10 @@ fn wait_valid(sim: &mut Sim, step: u64, limit: Instant) -> Result<TreeSummary, S
     }
 }
 
-/// Run a scenario. `progress` receives a line now and then (for long runs). Fails with
-/// the violated invariant if the overlay does not form or repair in time, or a lookup
-/// answers wrongly.
-pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String> {
+/// Form the overlay of a scenario: peer 0 founds the root, the others join one per
+/// `join_gap`, each publishing one SAP, until the tree is valid and every SAP
+/// discoverable. Returns the world and the tree's shape, or the violated invariant.
+pub fn form(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<(Sim, TreeSummary), String> {
     let mut wc = WorldConfig::new(p.seed);
     wc.heartbeat = p.heartbeat;
     wc.trace = p.trace;
@@ -224,15 +224,6 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
         wc.suspect_intervals = 4.0;
     }
     let mut sim = Sim::new(wc, p.peers);
-    let mut r = Report {
-        scenario: p.scenario.name().into(),
-        peers: p.peers,
-        seed: p.seed,
-        heartbeat_ms: ms(p.heartbeat),
-        ..Report::default()
-    };
-
-    // ---- formation
     for i in 0..p.peers {
         let at = if i == 0 {
             Instant::ZERO
@@ -254,6 +245,21 @@ pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String>
     let limit = joined.after(20_000 * MS + p.peers as u64 * 2 * MS);
     let tree =
         wait_valid(&mut sim, 100 * MS, limit).map_err(|e| format!("overlay did not form: {e}"))?;
+    Ok((sim, tree))
+}
+
+/// Run a scenario. `progress` receives a line now and then (for long runs). Fails with
+/// the violated invariant if the overlay does not form or repair in time, or a lookup
+/// answers wrongly.
+pub fn run(p: &Params, progress: &mut dyn FnMut(&str)) -> Result<Report, String> {
+    let mut r = Report {
+        scenario: p.scenario.name().into(),
+        peers: p.peers,
+        seed: p.seed,
+        heartbeat_ms: ms(p.heartbeat),
+        ..Report::default()
+    };
+    let (mut sim, tree) = form(p, progress)?;
     r.formed_ms = ms(sim.now().0);
     if std::env::var_os("RTPM_SIM_DEBUG").is_some() {
         eprintln!("{}", check::shape(&sim));
@@ -583,6 +589,106 @@ mod tests {
         // at most k super-peers and k * max_bound peers per cell
         assert!(r.cells >= 1000 / (3 * 16 + 3), "{} cells", r.cells);
         lookups_within_bound(&r);
+    }
+
+    /// Steady state over two lease-refresh periods: every owner refreshes twice, and
+    /// nothing of it climbs above the owner's cell; the control traffic per peer is the
+    /// same (within 3 %) at 100 and at 1,000 peers, cells being packed at both sizes.
+    #[test]
+    fn refreshes_stay_in_the_owners_cell_and_traffic_per_peer_does_not_grow() {
+        let steady = |peers| {
+            let mut p = Params::new(peers, Scenario::Join, 7);
+            p.duration = 25_000 * MS;
+            p.lookups = 20;
+            match run(&p, &mut |_| {}) {
+                Ok(r) => r,
+                Err(e) => panic!("{peers} peers: {e}"),
+            }
+        };
+        let (small, large) = (steady(100), steady(1000));
+        for r in [&small, &large] {
+            assert_eq!(r.window_s, 20.0, "{} peers: window", r.peers);
+            assert_eq!(r.deltas_up_per_s, 0.0, "{} peers: deltas went up", r.peers);
+            let sync = r.control_by_type.iter().find(|(n, _)| *n == "Sync");
+            assert!(
+                sync.is_some_and(|(_, b)| *b > 0.0),
+                "{} peers: no refresh in the window",
+                r.peers
+            );
+        }
+        assert!(large.tree_depth > small.tree_depth);
+        let ratio = large.control_bytes_per_peer_per_s / small.control_bytes_per_peer_per_s;
+        assert!(
+            (0.97..=1.03).contains(&ratio),
+            "{:.0} B/peer/s at 100 peers, {:.0} at 1,000",
+            small.control_bytes_per_peer_per_s,
+            large.control_bytes_per_peer_per_s
+        );
+    }
+
+    /// A crashed owner's records disappear everywhere within a bound: an ordinary
+    /// peer's once its super-peer's detector declares it (suspicion after two silent
+    /// beat intervals of `peer_beat_every` periods, then a probe), a super-peer's own
+    /// once its cell mates do (three periods); the withdrawals then travel up in
+    /// milliseconds. Its orphans' records stay discoverable.
+    #[test]
+    fn crashed_owners_records_vanish_everywhere_within_a_bound() {
+        let p = Params::new(400, Scenario::Join, 5);
+        let (mut sim, _) = match form(&p, &mut |_| {}) {
+            Ok(x) => x,
+            Err(e) => panic!("{e}"),
+        };
+        let peer = sim
+            .live()
+            .find(|(_, n)| n.role() == Role::Peer)
+            .map(|(i, _)| i)
+            .unwrap();
+        let sp = sim
+            .live()
+            .find(|(_, n)| {
+                n.role() == Role::SuperPeer
+                    && !n.view().parent.is_none()
+                    && n.bound_peers().count() > 0
+                    && n.bound_peers()
+                        .all(|b| Some(b) != sim.node(peer).map(|x| x.me().id))
+            })
+            .map(|(i, _)| i)
+            .unwrap();
+        let held = |sim: &Sim, i: usize| {
+            sim.live()
+                .filter(|(_, n)| n.index_record(sap_key(i), sim.now()).is_some())
+                .count()
+        };
+        assert!(held(&sim, peer) >= 3 && held(&sim, sp) >= 3);
+        sim.crash(peer);
+        sim.crash(sp);
+        let fault = sim.now();
+        let hb = sim.cfg.heartbeat;
+        // 2 intervals of 8 periods of silence after the last beat (which came at most
+        // one interval before the crash), a probe timeout, and propagation
+        let bound = fault.after(3 * 8 * hb + hb);
+        let mut gone = [None, None];
+        while sim.now() < fault.after(10 * bound.since(fault)) && gone.iter().any(Option::is_none) {
+            let t = sim.now().after(MS);
+            sim.run_until(t);
+            for (g, i) in gone.iter_mut().zip([peer, sp]) {
+                if g.is_none() && held(&sim, i) == 0 {
+                    *g = Some(sim.now());
+                }
+            }
+        }
+        for (g, what) in gone.iter().zip(["ordinary peer", "super-peer"]) {
+            let at = g.unwrap_or_else(|| panic!("the crashed {what}'s record is still held"));
+            assert!(
+                at <= bound,
+                "the crashed {what}'s record vanished after {} ms",
+                at.since(fault) / MS
+            );
+        }
+        let limit = sim.now().after(2_000 * MS);
+        if let Err(e) = wait_valid(&mut sim, 5 * MS, limit) {
+            panic!("after the crashes: {e}");
+        }
     }
 
     #[test]
