@@ -68,4 +68,16 @@ pub mod fault {
     pub fn deny_io_uring_setup() -> Result<(), crate::Error> {
         crate::sys::seccomp::deny_io_uring_setup()
     }
+
+    /// Turns UDP checksums off on the SAP's sockets (SO_NO_CHECK), under which the kernel
+    /// refuses every UDP GSO send with EINVAL while single datagrams still go out: the
+    /// fault that exercises the GSO fallback.
+    pub fn refuse_udp_gso(sap: &crate::Sap) -> Result<(), crate::Error> {
+        for fd in sap.udp_fds() {
+            crate::sys::socket::refuse_gso(*fd).map_err(|e| {
+                crate::Error::os_from("setsockopt", "SO_NO_CHECK on a SAP socket", e, "")
+            })?;
+        }
+        Ok(())
+    }
 }

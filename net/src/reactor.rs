@@ -87,13 +87,15 @@ pub(crate) enum Event {
 
 /// Received data, owned by user space.
 pub(crate) enum Completion {
-    /// A datagram: payload `len` bytes at `off` of `buf`.
+    /// A datagram: payload `len` bytes at `off` of `buf`. With `seg` > 0 (UDP GRO) the
+    /// payload is several datagrams of `seg` bytes back to back, the last maybe shorter.
     Datagram {
         buf: Owned,
         off: usize,
         len: usize,
         from: SocketAddr,
         truncated: bool,
+        seg: usize,
     },
     /// `len` bytes of stream `conn`, from the start of `buf`.
     Chunk { conn: u32, buf: Owned, len: usize },
@@ -227,6 +229,11 @@ pub(crate) struct Core {
     pub max_frame: usize,
     /// Largest datagram payload.
     pub max_datagram: usize,
+    /// UDP GSO: the largest datagram size sends may coalesce (0: GSO off). Lowered when
+    /// the kernel refuses a GSO send (`Core::narrow_gso`).
+    pub gso_max: AtomicU32,
+    /// UDP GRO is on for the socket: receives carry room for its control message.
+    pub gro: bool,
 }
 
 /// Sizes of a core.
@@ -238,6 +245,8 @@ pub(crate) struct CoreSizes {
     pub reserve: usize,
     pub max_frame: usize,
     pub max_datagram: usize,
+    pub gso_max: u32,
+    pub gro: bool,
 }
 
 impl Core {
@@ -290,7 +299,21 @@ impl Core {
             leadership: Leadership::default(),
             max_frame: s.max_frame,
             max_datagram: s.max_datagram,
+            gso_max: AtomicU32::new(s.gso_max),
+            gro: s.gro,
         })
+    }
+
+    /// The kernel refused `refusals` GSO sends: coalesce only datagrams of at most
+    /// `limit` bytes from now on (0: none), and say so once per change.
+    pub(crate) fn narrow_gso(&self, limit: u32, refusals: u64) {
+        let before = self.gso_max.fetch_min(limit, Ordering::Relaxed);
+        self.stats
+            .gso_refused
+            .fetch_add(refusals, Ordering::Relaxed);
+        if limit < before {
+            tracing::warn!(sap = %self.name, shard = self.shard, limit, "the kernel refused a UDP GSO send; its datagrams went out one by one, and GSO now applies only up to this size (0: off)");
+        }
     }
 
     /// Makes a leader blocked in the kernel come back (no-op when none is).
@@ -305,6 +328,12 @@ impl Core {
         self.intents.push(i)?;
         self.wake_leader();
         Ok(())
+    }
+
+    /// Queues work for the leader without waking it: the caller queues more and then
+    /// calls [`Core::wake_leader`] once, so the leader finds the whole batch.
+    pub(crate) fn push_intent_quiet(&self, i: Intent) -> Result<(), Intent> {
+        self.intents.push(i)
     }
 
     /// Ends a lease; a buffer with no lease left goes to the return queue.
