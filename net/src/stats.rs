@@ -30,7 +30,7 @@ macro_rules! snapshot_fields {
         pub struct SapStats {
             $($(#[doc = $doc])* pub $f: u64,)*
             /// Datagrams the kernel dropped at a full socket buffer (SO_MEMINFO, read when
-            /// the stats are taken).
+            /// the stats are taken). With UDP GRO, a dropped coalesced burst counts once.
             pub kernel_drops: u64,
             /// Leader hand-offs that preceded processing.
             pub promotions: u64,

@@ -301,6 +301,44 @@ fn gso_to_gro_end_to_end(b: BackendChoice) {
     assert_eq!(r.received, u64::from(seq), "{r:?}");
 }
 
+fn a_sender_out_of_slots_is_never_stuck(b: BackendChoice) {
+    skip_unless!(backend_available(b));
+    // Four send slots, a one-way sender queueing four datagrams at a time: the reactor
+    // sends a batch, parks, and its completions wait in the queue (nothing else comes to
+    // wake it); the sender, out of slots, must get the reactor to collect them. (GSO off,
+    // so each datagram is a send of its own; the receiver's socket may drop some: only
+    // the sends are counted.)
+    let mut cfg = udp("slots", b);
+    cfg.send_slots = 4;
+    cfg.udp_gso = false;
+    let tx = Sap::bind(cfg).unwrap();
+    let rx = client();
+    let to = rx.local_addr().unwrap();
+    let end = std::time::Instant::now() + LONG;
+    let (mut full, mut sent) = (0u64, 0u64);
+    let four: [&[u8]; 4] = [b"a", b"b", b"c", b"d"];
+    while sent < 2000 {
+        match tx.send_many(to, &four) {
+            Ok(n) => sent += n as u64,
+            Err(rtpm_net::Error::SendQueueFull { .. }) => {
+                full += 1;
+                assert!(
+                    std::time::Instant::now() < end,
+                    "{b:?}: stuck after {sent}: {:?}",
+                    tx.stats()
+                );
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        wait_until(LONG, || tx.stats().sent == sent),
+        "{b:?}: {:?} (slots full {full} times)",
+        tx.stats()
+    );
+}
+
 macro_rules! suite {
     ($m:ident, $b:expr) => {
         mod $m {
@@ -328,6 +366,10 @@ macro_rules! suite {
             #[test]
             fn gso_sender_to_gro_receiver() {
                 gso_to_gro_end_to_end($b)
+            }
+            #[test]
+            fn a_sender_out_of_slots_is_never_stuck() {
+                super::a_sender_out_of_slots_is_never_stuck($b)
             }
         }
     };

@@ -211,12 +211,16 @@ struct Leader {
     deferred: Option<(Owned, u32, SocketAddr)>,
     /// Operations awaiting their last completion.
     inflight: u64,
-    /// Datagram sends queued in the SQ since the last `io_uring_enter`: each posts its
-    /// completion inside the enter that submits it (`MSG_DONTWAIT`: a full socket buffer
-    /// refuses the datagram at once, as on the epoll backend, rather than parking the
-    /// send), so a leader that submits them and then waits must wait for that many
+    /// Single-datagram sends queued in the SQ since the last `io_uring_enter`: each posts
+    /// its completion inside the enter that submits it (`MSG_DONTWAIT`: a full socket
+    /// buffer refuses the datagram at once, as on the epoll backend, rather than parking
+    /// the send), so a leader that submits them and then waits must wait for that many
     /// completions plus one, or the enter returns at once with nothing to do and a second
-    /// enter does the waiting (one system call more per reply).
+    /// enter does the waiting (one system call more per reply). Nothing waits on these
+    /// completions but slot recycling and the counters (a sender out of slots, or a stats
+    /// reader, wakes the leader). GSO and stream sends are not counted: a refused GSO send
+    /// is resent, and a connection's next frames (or the rest of a partial send) wait for
+    /// the previous send, so their completions must end the wait.
     sq_sends: u32,
     /// Completions harvested but not yet handled (when `events` filled up).
     backlog: Vec<(u64, i32, u32)>,
@@ -872,7 +876,6 @@ impl Uring {
             .build()
             .user_data(ud(K_GSO, u32::from(g)));
         self.push(st, e);
-        st.sq_sends += 1;
         st.inflight += 1;
     }
 
@@ -1175,14 +1178,7 @@ impl Backend for Uring {
         // sends post at once (see `sq_sends`; they never wait in the kernel). If nothing
         // more comes (a one-way sender), their completions stay in the queue until the
         // next wake-up, which running out of send slots or reading the stats prompts.
-        // A datagram deferred behind an unconfirmed GSO send must not wait for more than
-        // that send's completion.
-        let sends = if st.deferred.is_some() {
-            0
-        } else {
-            st.sq_sends as usize
-        };
-        let want = st.ring.completion().len() + sends + 1;
+        let want = st.ring.completion().len() + st.sq_sends as usize + 1;
         st.sq_sends = 0;
         let waited = if starved {
             let ts = types::Timespec::new().nsec(1_000_000);
