@@ -248,6 +248,8 @@ impl Shared {
             },
             peer: rx.peer,
         };
+        // The frames of one chunk arrived together: one clock read for all of them.
+        let received = now();
         loop {
             let step = {
                 let rest = core
@@ -276,7 +278,7 @@ impl Shared {
                         Handle {
                             lease,
                             source,
-                            received: now(),
+                            received,
                         },
                     );
                     if let Some((h, d)) = full {
@@ -318,7 +320,7 @@ impl Shared {
                             Handle {
                                 lease,
                                 source,
-                                received: now(),
+                                received,
                             },
                         );
                         if let Some((h, d)) = full {

@@ -179,6 +179,9 @@ pub(crate) struct Conn {
     pub generation: AtomicU32,
     /// Open for sends.
     pub open: AtomicBool,
+    /// io_uring: a send is in flight on this connection, and its completion will wake
+    /// the leader, which then takes newly queued frames: a sender need not wake it.
+    pub tx_busy: AtomicBool,
     /// Receive state; held by the one thread processing this connection's completion.
     pub rx: Claim<Rx>,
 }
@@ -220,6 +223,10 @@ pub(crate) struct Core {
     pub bell: EventFd,
     /// A leader is (about to be) blocked in the kernel.
     pub parked: AtomicBool,
+    /// io_uring: the parked leader left finished sends in its completion queue (it waits
+    /// past them, see `uring::Leader::sq_sends`); a sender out of slots or a stats reader
+    /// wakes it to collect them.
+    pub lingering: AtomicBool,
     /// Something waits for buffers to come back.
     pub starved: AtomicBool,
     pub stopping: AtomicBool,
@@ -268,6 +275,7 @@ impl Core {
                 Conn {
                     generation: AtomicU32::new(0),
                     open: AtomicBool::new(false),
+                    tx_busy: AtomicBool::new(false),
                     rx: Claim::new(Rx {
                         framer: Framer::new(s.max_frame),
                         peer: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -293,6 +301,7 @@ impl Core {
             conn_free,
             bell: EventFd::new()?,
             parked: AtomicBool::new(false),
+            lingering: AtomicBool::new(false),
             starved: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             stats: Counters::default(),
@@ -323,6 +332,14 @@ impl Core {
         }
     }
 
+    /// Has a parked leader collect the finished sends it left in its completion queue
+    /// (no-op when it left none).
+    pub(crate) fn collect_sends(&self) {
+        if self.lingering.load(Ordering::SeqCst) {
+            self.wake_leader();
+        }
+    }
+
     /// Queues work for the leader and wakes it if it is blocked.
     pub(crate) fn push_intent(&self, i: Intent) -> Result<(), Intent> {
         self.intents.push(i)?;
@@ -334,6 +351,23 @@ impl Core {
     /// calls [`Core::wake_leader`] once, so the leader finds the whole batch.
     pub(crate) fn push_intent_quiet(&self, i: Intent) -> Result<(), Intent> {
         self.intents.push(i)
+    }
+
+    /// Queues frames for connection `conn`, waking the leader unless a send in flight on
+    /// that connection will: a sender streaming into a busy connection costs the reactor
+    /// no wake-up (no eventfd write, no context switch) per batch.
+    pub(crate) fn push_stream_intent(&self, conn: u32, i: Intent) -> Result<(), Intent> {
+        self.intents.push(i)?;
+        // SeqCst pairs with the leader's clearing of `tx_busy` before it checks the
+        // intents and parks: either it sees this intent or this sees the flag clear.
+        let busy = self
+            .conns
+            .get(conn as usize)
+            .is_some_and(|c| c.tx_busy.load(Ordering::SeqCst));
+        if !busy {
+            self.wake_leader();
+        }
+        Ok(())
     }
 
     /// Ends a lease; a buffer with no lease left goes to the return queue.

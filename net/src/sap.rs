@@ -74,7 +74,7 @@ impl Shared {
         core.send_free.pop().ok_or_else(|| {
             // Finished sends may wait in a parked reactor's completion queue: have it
             // collect them, so a retry finds their slots.
-            core.wake_leader();
+            core.collect_sends();
             Error::SendQueueFull {
                 sap: self.name.clone(),
                 slots: core.sendbufs.count(),
@@ -162,12 +162,15 @@ impl Shared {
         let w = core.sendbufs.write(&mut slot);
         w[..4].copy_from_slice(&frame::prefix(bytes.len()));
         w[4..4 + bytes.len()].copy_from_slice(bytes);
-        core.push_intent(Intent::SendStream {
-            slot,
-            len: 4 + bytes.len() as u32,
-            conn: conn.idx,
-            generation: conn.generation,
-        })
+        core.push_stream_intent(
+            conn.idx,
+            Intent::SendStream {
+                slot,
+                len: 4 + bytes.len() as u32,
+                conn: conn.idx,
+                generation: conn.generation,
+            },
+        )
         .map_err(|_| Error::Internal("intent queue full on send".into()))
     }
 
@@ -203,12 +206,15 @@ impl Shared {
             at += 4 + f.len();
             n += 1;
         }
-        core.push_intent(Intent::SendStream {
-            slot,
-            len: at as u32,
-            conn: conn.idx,
-            generation: conn.generation,
-        })
+        core.push_stream_intent(
+            conn.idx,
+            Intent::SendStream {
+                slot,
+                len: at as u32,
+                conn: conn.idx,
+                generation: conn.generation,
+            },
+        )
         .map_err(|_| Error::Internal("intent queue full on send".into()))?;
         Ok(n)
     }
@@ -766,7 +772,7 @@ impl Sap {
     pub fn stats(&self) -> SapStats {
         let mut s = SapStats::default();
         for c in self.shared.cores.iter() {
-            c.wake_leader();
+            c.collect_sends();
         }
         for c in self.shared.cores.iter() {
             c.stats.add_to(&mut s);

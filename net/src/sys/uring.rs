@@ -669,10 +669,17 @@ impl Uring {
             .user_data(ud(K_SEND_STREAM, conn));
         self.push(st, e);
         st.inflight += 1;
+        core.conns[conn as usize]
+            .tx_busy
+            .store(true, Ordering::SeqCst);
     }
 
     fn tx_done(&self, st: &mut Leader, conn: u32, res: i32) {
         let core = &*self.core;
+        // Before anything else: frames queued from now on must wake us if we park.
+        core.conns[conn as usize]
+            .tx_busy
+            .store(false, Ordering::SeqCst);
         let c = &mut st.conns[conn as usize];
         let n = std::mem::take(&mut c.tx.inflight);
         if res < 0 {
@@ -1157,9 +1164,12 @@ impl Backend for Uring {
         self.arm_bell(st);
         core.parked.store(true, Ordering::SeqCst);
         let resumable = !core.stalled.is_empty() && (st.in_ring > 0 || !core.free.is_empty());
+        // (Completions already in the queue — posted by a submit meanwhile — are taken
+        // now: the wait below counts only what its own submission posts.)
         if !core.intents.is_empty()
             || (core.starved.load(Ordering::SeqCst) && (!core.returns.is_empty() || resumable))
             || core.stopping.load(Ordering::SeqCst)
+            || Self::has_completions(st)
         {
             core.parked.store(false, Ordering::SeqCst);
             self.submit(st);
@@ -1178,7 +1188,10 @@ impl Backend for Uring {
         // sends post at once (see `sq_sends`; they never wait in the kernel). If nothing
         // more comes (a one-way sender), their completions stay in the queue until the
         // next wake-up, which running out of send slots or reading the stats prompts.
-        let want = st.ring.completion().len() + st.sq_sends as usize + 1;
+        let want = st.sq_sends as usize + 1;
+        if st.sq_sends > 0 {
+            core.lingering.store(true, Ordering::SeqCst);
+        }
         st.sq_sends = 0;
         let waited = if starved {
             let ts = types::Timespec::new().nsec(1_000_000);
@@ -1194,6 +1207,7 @@ impl Backend for Uring {
             Err(e) => tracing::warn!(sap = %core.name, "io_uring_enter failed: {e}"),
         }
         core.parked.store(false, Ordering::SeqCst);
+        core.lingering.store(false, Ordering::SeqCst);
         self.harvest(st, events);
     }
 
