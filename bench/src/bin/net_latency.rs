@@ -765,8 +765,10 @@ fn net_throughput(env: &Env, proto: Proto, size: usize, secs: u64, setup: NetSet
                         }),
                     };
                     if r.is_err() {
-                        // Every send slot is queued or in flight: let the reactor run.
-                        std::thread::yield_now();
+                        // Every send slot is queued or in flight: wait a little, as a
+                        // blocking writer would, rather than spin against the reactor
+                        // for the CPU (what is queued lasts far longer than this).
+                        std::thread::sleep(Duration::from_micros(50));
                     }
                 }
             },
