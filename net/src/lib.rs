@@ -26,7 +26,11 @@
 //! handlers that run on the reactor thread and reply through the same reactor.
 //!
 //! **Sends** (replies, datagrams, frames) go through the reactor too, in batches: one
-//! `io_uring_enter` (or one `sendmmsg`/`writev`) carries many.
+//! `io_uring_enter` (or one `sendmmsg`/`writev`) carries many, and a reply is submitted in
+//! the same enter that waits for the next message. With UDP GSO a run of equal-size
+//! datagrams to one peer is one send (`UDP_SEGMENT`); with UDP GRO a coalesced receive is
+//! split into one handle per datagram, in place, its buffer reference-counted back to the
+//! ring.
 //!
 //! Nothing on the receive → hand-off → return path allocates or takes a lock after
 //! start-up; all system calls and `unsafe` live in `sys`.
