@@ -104,7 +104,12 @@ impl Engine {
         if !sh.commands.is_empty() {
             sh.wake(sh.command_task);
         }
-        sh.set_deadline(self.node.poll_timeout());
+        // the tick belongs to the heartbeat task: the clock takes what falls between
+        sh.set_deadline(
+            self.node
+                .poll_timeout()
+                .filter(|t| *t != self.node.next_tick()),
+        );
         sh.set_role(self.node.role());
         if self.place_dirty || now.0 >= self.next_place {
             self.publish_place(sh, now);

@@ -293,7 +293,12 @@ impl Driver {
             engine.node.recycle(tx.bytes);
         }
         shared.set_role(engine.node.role());
-        shared.set_deadline(engine.node.poll_timeout());
+        shared.set_deadline(
+            engine
+                .node
+                .poll_timeout()
+                .filter(|t| *t != engine.node.next_tick()),
+        );
         if shared.baton.put(engine).is_err() {
             return Err(Error::Setup {
                 overlay: cfg.name.clone(),

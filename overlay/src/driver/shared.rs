@@ -47,10 +47,12 @@ impl Wake {
         self.armed.store(false, Ordering::Release);
     }
 
-    /// Forgets a pending flag and wakes (the heartbeat's safety net).
+    /// The heartbeat's safety net: a wake-up still flagged pending a heartbeat later may
+    /// have been swallowed (a host that had not armed the task yet): release again.
     pub(crate) fn rearm(&self) {
-        self.armed.store(false, Ordering::Release);
-        self.wake();
+        if self.armed.swap(false, Ordering::AcqRel) {
+            self.wake();
+        }
     }
 
     pub(crate) fn set(&self, a: Activator<()>) {
