@@ -112,7 +112,7 @@ pub enum Error {
     /// Admission control refused one of the overlay's tasks; none of its tasks stays
     /// admitted and nothing was bound.
     #[error(
-        "overlay `{overlay}`: task `{task}` ({spec}) was not admitted: {reason}. The overlay's tasks follow from its config (heartbeat, SAP rates and batches, the command rate): lengthen the heartbeat or min_interarrival, lower the batch, or give the RT cores room"
+        "overlay `{overlay}`: task `{task}` ({spec}) was not admitted: {reason} (the overlay's task set follows from its config: a longer heartbeat or min_interarrival, or a smaller batch, asks less of the RT cores)"
     )]
     Admission {
         /// The overlay.
