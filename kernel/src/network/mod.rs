@@ -288,6 +288,8 @@ pub struct NetworkReport {
     pub children: Vec<String>,
     /// The cell's depth in the tree (root = 0).
     pub depth: u8,
+    /// The tree's root cell (hex), once joined.
+    pub root: Option<String>,
     /// Whether it listens to the bootstrap group (roots do).
     pub listening: bool,
     /// Records in this super-peer's discovery index.

@@ -558,6 +558,7 @@ impl Network for OverlayNetwork {
                 .map(|c| format!("{:032x}", cell_of(*c)))
                 .collect(),
             depth: p.depth,
+            root: (!p.root.is_none()).then(|| format!("{:032x}", cell_of(p.root))),
             listening: p.listening,
             index_records: p.index_len,
             group: s.group,
