@@ -15,10 +15,27 @@
 //! kind = "events"
 //! monitor_period = "1ms"         # how often the DEADLINE/liveliness monitor runs
 //!
-//! # [[overlay]]: the overlays the node joins. Their schema belongs to the overlay driver
-//! # (issue 7), which this build does not have yet: a node.toml with [[overlay]] sections
-//! # is refused at start, naming the key, rather than started without them.
+//! [[overlay]]                    # the overlays the node joins (none by default)
+//! name = "city"
+//! multicast = "239.77.0.1:7600"  # bootstrap group and port
+//! seeds = []                     # control SAPs of other peers (networks without multicast)
+//! key = "city.key"               # 64 hex digits, relative to DIR
+//! cell_size = 3
+//! heartbeat = "25ms"
+//! [[overlay.sap]]                # one per QoS class; class 0 (control) is required
+//! address = "127.0.0.1:7000"
+//! class = 0
+//! [[overlay.sap]]
+//! address = "127.0.0.1:7001"     # class c listens on the control port + c
+//! class = 1
+//! reliability = "reliable"
 //! ```
+//!
+//! The `[[overlay]]` schema is the overlay driver's
+//! ([`rtpm_overlay::driver::OverlayConfig`]: every key, its default and its range). Each
+//! section is checked here like the rest: its keys, its addresses (each fixed SAP address
+//! is bound and released at once, so a taken or foreign address fails before anything is
+//! bound for real) and its key file; an error names `overlay[i].KEY`.
 //!
 //! Without `[[service]]` entries, the node starts `rpc` and `events`. The cores come from
 //! [`rtpm_rt::config::Partition`]. Validation is complete before anything starts: every
@@ -30,6 +47,9 @@ use std::path::{Path, PathBuf};
 use rtpm_rt::config::Partition;
 use rtpm_rt::time::Nanos;
 use serde::Deserialize;
+
+use rtpm_overlay::driver::OverlayConfig;
+use rtpm_overlay::proto::security::OverlayKey;
 
 use crate::error::{Error, Result};
 use crate::id::NodeId;
@@ -44,10 +64,12 @@ pub struct NodeConfig {
     /// The services to start; `rpc` and `events` when absent.
     #[serde(default = "default_services", rename = "service")]
     pub services: Vec<ServiceEntry>,
-    /// The overlays. Their schema comes with the overlay driver (issue 7); until then a
-    /// node with overlays is refused at start (see the module documentation).
+    /// The overlays the node joins at start.
     #[serde(default)]
-    pub overlay: Vec<toml::Table>,
+    pub overlay: Vec<OverlayConfig>,
+    /// Each overlay's key, read from its key file by [`NodeConfig::parse`] (same order).
+    #[serde(skip)]
+    pub overlay_keys: Vec<OverlayKey>,
 }
 
 /// `[node]`.
@@ -68,6 +90,11 @@ pub struct NodeSection {
     /// Key files (relative to the config directory).
     #[serde(default)]
     pub keys: Vec<PathBuf>,
+    /// The control socket `rtpm status` asks (a Unix socket path, relative to the config
+    /// directory). Without it a runtime opens none; `rtpm node` then uses
+    /// [`default_control_socket`].
+    #[serde(default)]
+    pub control: Option<PathBuf>,
 }
 
 impl NodeSection {
@@ -152,10 +179,42 @@ impl NodeConfig {
                 log: LogLevel::Info,
                 users: None,
                 keys: Vec::new(),
+                control: None,
             },
             services: default_services(),
             overlay: Vec::new(),
+            overlay_keys: Vec::new(),
         }
+    }
+
+    /// The embedded default with one overlay on loopback: `rtpm node` without `--config`.
+    /// The node is named `loopback-PID` (so several can run on one machine), its group is
+    /// `239.255.77.1:7600` on `127.0.0.1`, its SAPs take free ports, and its key is
+    /// [`LOOPBACK_KEY`] — public, for trying rtpm on one machine only.
+    pub fn embedded_peer() -> Result<NodeConfig> {
+        let mut c = NodeConfig::embedded();
+        c.node.name = format!("loopback-{}", std::process::id());
+        let ov: OverlayConfig = toml::from_str(
+            r#"
+name = "loopback"
+multicast = "239.255.77.1:7600"
+interface = "127.0.0.1"
+key = "<embedded loopback key>"
+[[sap]]
+address = "127.0.0.1:0"
+class = 0
+[[sap]]
+address = "127.0.0.1:0"
+class = 1
+reliability = "reliable"
+"#,
+        )
+        .map_err(|e| Error::Invalid(format!("the embedded overlay does not parse: {e}")))?;
+        let key = OverlayKey::from_hex(LOOPBACK_KEY)
+            .map_err(|e| Error::Invalid(format!("the embedded loopback key: {e}")))?;
+        c.overlay.push(ov);
+        c.overlay_keys.push(key);
+        Ok(c)
     }
 
     /// Parses and checks `text` as the file `file` in directory `dir` (relative paths
@@ -223,14 +282,22 @@ impl NodeConfig {
                 ));
             }
         }
-        if !cfg.overlay.is_empty() {
-            return Err(Error::config(
-                file,
-                "overlay",
-                "this build has no overlay driver yet (issue 7), so it cannot start overlays; remove the [[overlay]] sections",
-            ));
+        if let Some(c) = &mut cfg.node.control
+            && c.is_relative()
+        {
+            *c = dir.join(&*c);
         }
+        cfg.overlay_keys = check_overlays(file, dir, &cfg.overlay)?;
         Ok(cfg)
+    }
+
+    /// Binds and releases each overlay's fixed SAP addresses: a taken or foreign address
+    /// fails here, naming `overlay[i].sap[j].address`, before anything starts.
+    pub fn probe_addresses(&self, file: &Path) -> Result<()> {
+        for (i, o) in self.overlay.iter().enumerate() {
+            o.probe_addresses().map_err(|e| overlay_error(file, i, e))?;
+        }
+        Ok(())
     }
 
     /// Reads and checks `dir/node.toml`.
@@ -262,6 +329,7 @@ impl LoadedConfig {
     /// nothing starts unless all of them are valid.
     pub fn load(dir: &Path) -> Result<LoadedConfig> {
         let node = NodeConfig::load(dir)?;
+        node.probe_addresses(&dir.join("node.toml"))?;
         let partition = Partition::load(dir)?;
         let users = match &node.node.users {
             Some(p) => UsersFile::load(p)?,
@@ -286,12 +354,97 @@ impl LoadedConfig {
     }
 }
 
+/// The key of the embedded loopback overlay ([`NodeConfig::embedded_peer`]). It is public:
+/// anyone can join an overlay that uses it. Give real overlays a key file of their own
+/// (`openssl rand -hex 32 > city.key`).
+pub const LOOPBACK_KEY: &str = "7274706d206c6f6f706261636b206f7665726c6179206b65793a7075626c6963";
+
+/// Where `rtpm node` puts its control socket when `node.control` is not set:
+/// `/run/rtpm/NAME.sock` for root, else `$XDG_RUNTIME_DIR/rtpm/NAME.sock`, else
+/// `/tmp/rtpm-UID/NAME.sock`.
+pub fn default_control_socket(node: &str) -> PathBuf {
+    control_dir().join(format!("{node}.sock"))
+}
+
+/// The folder [`default_control_socket`] puts sockets in (what `rtpm status` searches).
+pub fn control_dir() -> PathBuf {
+    let uid = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    if uid == 0 {
+        return PathBuf::from("/run/rtpm");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("rtpm"),
+        _ => PathBuf::from(format!("/tmp/rtpm-{uid}")),
+    }
+}
+
+/// Parses and checks one overlay section given as TOML text (the keys of an `[[overlay]]`
+/// entry, its SAPs as `[[sap]]`): for overlays inserted at run time
+/// ([`OverlaySpec`](crate::network::OverlaySpec)).
+pub fn overlay_config(text: &str) -> Result<OverlayConfig> {
+    let c: OverlayConfig = toml::from_str(text).map_err(|e| Error::Config {
+        file: PathBuf::from("<overlay section>"),
+        key: e.span().and_then(|s| key_at(text, s.start)),
+        message: e.message().trim().replace('\n', " "),
+    })?;
+    c.validate().map_err(|e| match e {
+        rtpm_overlay::Error::OverlayConfig { key, message, .. } => Error::Config {
+            file: PathBuf::from("<overlay section>"),
+            key: Some(key),
+            message,
+        },
+        other => Error::Invalid(other.to_string()),
+    })?;
+    Ok(c)
+}
+
+/// An overlay driver error as a config error on `overlay[i]`.
+fn overlay_error(file: &Path, i: usize, e: rtpm_overlay::Error) -> Error {
+    match e {
+        rtpm_overlay::Error::OverlayConfig { key, message, .. } => {
+            Error::config(file, format!("overlay[{i}].{key}"), message)
+        }
+        other => Error::config(file, format!("overlay[{i}]"), other.to_string()),
+    }
+}
+
+/// Checks every `[[overlay]]` section and reads its key; the keys, in order.
+fn check_overlays(file: &Path, dir: &Path, overlays: &[OverlayConfig]) -> Result<Vec<OverlayKey>> {
+    let mut keys = Vec::with_capacity(overlays.len());
+    for (i, o) in overlays.iter().enumerate() {
+        o.validate().map_err(|e| overlay_error(file, i, e))?;
+        if overlays[..i].iter().any(|p| p.name == o.name) {
+            return Err(Error::config(
+                file,
+                format!("overlay[{i}].name"),
+                format!(
+                    "overlay `{}` is listed twice: give each overlay its own name",
+                    o.name
+                ),
+            ));
+        }
+        keys.push(
+            o.load_key(Some(dir))
+                .map_err(|e| overlay_error(file, i, e))?,
+        );
+    }
+    Ok(keys)
+}
+
 /// The dotted key at byte `pos` of a TOML text: the key of that line, under the nearest
 /// table header above it.
 fn key_at(text: &str, pos: usize) -> Option<String> {
     let pos = pos.min(text.len());
     let start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or("");
+    if line.trim_start().starts_with('[') {
+        // the error is about a table itself (a missing field of `[[overlay]]`, say)
+        let name = line.trim().trim_matches(|c| c == '[' || c == ']').trim();
+        return Some(name.to_string());
+    }
     let key = line.split_once('=').map(|(k, _)| k.trim().to_string());
     let header = text[..start]
         .lines()
@@ -359,7 +512,10 @@ mod tests {
         let e = parse("[node]\nname = \"a\"\n[[overlay]]\nname = \"o\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("key `overlay`") && e.contains("issue 7"), "{e}");
+        assert!(
+            e.contains("key `overlay`") && e.contains("missing field"),
+            "{e}"
+        );
         let e = parse("[node]\nname = \"\"\n").unwrap_err().to_string();
         assert!(e.contains("key `node.name`"), "{e}");
     }

@@ -32,7 +32,10 @@
 //!
 //! **Networks** ([`network`]). The [`network::Network`] trait is the five P3 modules an
 //! overlay provides; the [`network::NetworkMgr`] inserts, removes and finds networks at
-//! run time. The overlay driver that implements it arrives with issue 7.
+//! run time. [`network::OverlaySpec`] starts the P3 overlay's driver as one
+//! ([`network::overlay`]: ports are service ids carried in each message's first 16 bytes),
+//! and the runtime starts one per `[[overlay]]` of `node.toml`. A running node answers
+//! `rtpm status` on its [`control`] socket.
 //!
 //! **Hot path.** RPC requests and event samples move through preallocated buffers and
 //! lock-free queues; the tables they consult are read without a lock; permission
@@ -69,6 +72,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod event;
 pub mod id;
@@ -82,6 +86,7 @@ pub mod service;
 mod session;
 
 pub use rtpm_net as net;
+pub use rtpm_overlay as overlay;
 pub use rtpm_rt as rt;
 
 pub use error::{Error, Result};

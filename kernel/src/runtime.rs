@@ -10,11 +10,12 @@ use rtpm_rt::exec::{ExecConfig, ExecReport, Executor, TaskReport};
 use rtpm_rt::time::{Clock, MonotonicClock, Nanos};
 
 use crate::config::{LoadedConfig, NodeConfig, ServiceEntry, ServiceKindName};
+use crate::control::ControlServer;
 use crate::error::{Error, Result};
 use crate::event::{EventConfig, EventService};
 use crate::id::{NetworkId, NodeId, ServiceId};
 use crate::kernel::{Kernel, NodeIdentity, ServiceInfo};
-use crate::network::{Network, NetworkRef, NetworkSpec};
+use crate::network::{Network, NetworkRef, NetworkSpec, OverlaySpec};
 use crate::rpc::{RpcConfig, RpcService};
 use crate::security::{KernelSecurity, LoginPolicy, Permission, Permissions, UsersFile};
 use crate::service::{KernelService, UserService};
@@ -30,6 +31,7 @@ pub struct Runtime {
     kernel: Arc<Kernel>,
     warnings: Vec<String>,
     log: crate::config::LogLevel,
+    control: Option<ControlServer>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -58,6 +60,7 @@ pub struct RuntimeBuilder {
     lock_memory: bool,
     confine_process: bool,
     rpc: RpcConfig,
+    control: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -83,7 +86,15 @@ impl RuntimeBuilder {
             lock_memory: true,
             confine_process: true,
             rpc: RpcConfig::default(),
+            control: None,
         }
+    }
+
+    /// Serves the control socket `rtpm status` asks at `path` (overrides `node.control`).
+    #[must_use]
+    pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.control = Some(path.into());
+        self
     }
 
     /// Starts from `DIR/node.toml` and `DIR/cores/*.toml` (validated before anything
@@ -211,6 +222,9 @@ impl RuntimeBuilder {
         if let Some(p) = self.partition {
             cfg.partition = p;
         }
+        if let Some(c) = self.control {
+            cfg.node.node.control = Some(c);
+        }
         let mut exec = ExecConfig::new(cfg.partition.clone());
         exec.lock_memory = self.lock_memory;
         exec.confine_process = self.confine_process;
@@ -247,7 +261,16 @@ impl Runtime {
         rpc: RpcConfig,
     ) -> Result<Runtime> {
         let id = NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed);
-        let NodeConfig { node, services, .. } = cfg.node;
+        let node_file = cfg.dir.as_ref().map_or_else(
+            || PathBuf::from("<embedded node.toml>"),
+            |d| d.join("node.toml"),
+        );
+        let NodeConfig {
+            node,
+            services,
+            overlay,
+            overlay_keys,
+        } = cfg.node;
         let mut warnings = cfg.partition.warnings.clone();
         let executor = if cfg.partition.cores.iter().any(|c| c.role == Role::Rt) {
             Ok(Executor::start(exec)?)
@@ -275,6 +298,7 @@ impl Runtime {
             kernel,
             warnings,
             log: node.log,
+            control: None,
         };
         for w in &rt.warnings {
             tracing::warn!("{w}");
@@ -310,6 +334,28 @@ impl Runtime {
         }
         let mut rt = rt;
         rt.warnings.append(&mut warnings_after);
+        // the overlays of node.toml, in order; a failure (admission, a socket) names the
+        // section, and the runtime stops again (dropping `rt`)
+        for (i, (ov, key)) in overlay.into_iter().zip(overlay_keys).enumerate() {
+            let spec = OverlaySpec::new(ov, cfg.dir.clone())
+                .key(key)
+                .partition(cfg.partition.clone());
+            rt.kernel
+                .networks
+                .insert(&rt.kernel, Box::new(spec))
+                .map_err(|e| Error::Config {
+                    file: node_file.clone(),
+                    key: Some(format!("overlay[{i}]")),
+                    message: e.to_string(),
+                })?;
+        }
+        if let Some(path) = &node.control {
+            rt.control = Some(ControlServer::start(
+                path,
+                Arc::downgrade(&rt.kernel),
+                rt.warnings.clone(),
+            )?);
+        }
         tracing::info!(node = %rt.kernel.node.name, id = %rt.kernel.node.id, "runtime started");
         Ok(rt)
     }
@@ -471,14 +517,28 @@ impl Runtime {
         Ok(self.kernel.networks.find_uuid(id, timeout))
     }
 
-    /// Stops the runtime now and returns the executor's final report.
-    pub fn stop(self) -> Option<ExecReport> {
+    /// The control socket's path, when the runtime serves one.
+    pub fn control_socket(&self) -> Option<&Path> {
+        self.control.as_ref().map(ControlServer::path)
+    }
+
+    /// The networks, in insertion order (a snapshot; no session needed: reading what
+    /// the node is part of is not administration).
+    pub fn networks(&self) -> Arc<Vec<Arc<dyn Network>>> {
+        self.kernel.networks.networks()
+    }
+
+    /// Stops the runtime now and returns the executor's final report: the control
+    /// socket closes, every network leaves (announced), services are removed.
+    pub fn stop(mut self) -> Option<ExecReport> {
+        self.control = None;
         self.kernel.shutdown()
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        self.control = None;
         let _ = self.kernel.shutdown();
     }
 }

@@ -49,7 +49,7 @@ pub struct SapConfig {
     /// Receive buffers per reactor: a power of two, 2..=32768.
     #[serde(default = "defaults::buffers")]
     pub buffers: u32,
-    /// Bytes per receive buffer (and per send slot): 256..=65536. A datagram or frame
+    /// Bytes per receive buffer (and per send slot): 256..=131072. A datagram or frame
     /// larger than what fits is dropped and counted.
     #[serde(default = "defaults::buffer_size")]
     pub buffer_size: u32,
@@ -62,6 +62,18 @@ pub struct SapConfig {
     /// Submission queue entries of an io_uring reactor (the completion queue has 8x).
     #[serde(default = "defaults::ring_entries")]
     pub ring_entries: u32,
+    /// UDP: send runs of equal-size datagrams to one destination as one system call or
+    /// submission (UDP GSO, `UDP_SEGMENT`), where the kernel supports it; the kernel
+    /// splits them back into ordinary datagrams. Nothing waits to form a run. A kernel or
+    /// route that refuses it gets the datagrams one by one (counted in `gso_refused`).
+    #[serde(default = "defaults::yes")]
+    pub udp_gso: bool,
+    /// UDP: let the kernel deliver consecutive datagrams of one flow coalesced in one
+    /// buffer (UDP GRO); the reactor splits the buffer into one handle per datagram, in
+    /// place. A coalesced burst is up to 64 KiB, so this needs `buffer_size` of at least
+    /// [`SapConfig::GRO_MIN_BUFFER_SIZE`] (65664). For receivers of bulk traffic.
+    #[serde(default)]
+    pub udp_gro: bool,
 }
 
 /// What a SAP listens on.
@@ -321,8 +333,14 @@ impl SapConfig {
             send_slots: defaults::send_slots(),
             max_connections: defaults::max_connections(),
             ring_entries: defaults::ring_entries(),
+            udp_gso: true,
+            udp_gro: false,
         }
     }
+
+    /// The smallest `buffer_size` that takes UDP GRO: a 64 KiB coalesced burst plus the
+    /// receive header (recvmsg header, source address, GRO control message), rounded up.
+    pub const GRO_MIN_BUFFER_SIZE: u32 = 65536 + 128;
 
     /// Parses a config from TOML text and validates it.
     pub fn from_toml(text: &str) -> Result<SapConfig, Error> {
@@ -351,11 +369,29 @@ impl SapConfig {
                 format!("is {}: must be a power of two in 2..=32768", self.buffers),
             ));
         }
-        if !(256..=65536).contains(&self.buffer_size) {
+        if !(256..=131072).contains(&self.buffer_size) {
             return Err(bad(
                 "buffer_size",
-                format!("is {}: must be in 256..=65536 bytes", self.buffer_size),
+                format!("is {}: must be in 256..=131072 bytes", self.buffer_size),
             ));
+        }
+        if self.udp_gro {
+            if matches!(self.transport, Transport::Tcp { .. }) {
+                return Err(bad(
+                    "udp_gro",
+                    "is true on a TCP SAP: GRO applies to UDP only".into(),
+                ));
+            }
+            if self.buffer_size < Self::GRO_MIN_BUFFER_SIZE {
+                return Err(bad(
+                    "buffer_size",
+                    format!(
+                        "is {} with udp_gro = true: a coalesced burst is up to 64 KiB, so use at least {} (or udp_gro = false)",
+                        self.buffer_size,
+                        Self::GRO_MIN_BUFFER_SIZE
+                    ),
+                ));
+            }
         }
         if !(1..=32768).contains(&self.send_slots) {
             return Err(bad(
@@ -444,16 +480,24 @@ impl SapConfig {
     pub fn max_payload(&self) -> usize {
         let b = self.buffer_size as usize;
         match self.transport {
-            // The recvmsg header (16 B), a sockaddr_in6 (28 B) and the drop-count cmsg
-            // (24 B) precede the payload in an io_uring receive buffer.
-            Transport::Udp { .. } | Transport::UdpMulticast { .. } => b - RECV_PREFIX,
+            // The recvmsg header (16 B), a sockaddr_in6 (28 B) and, with GRO, its control
+            // message (24 B) precede the payload in an io_uring receive buffer; and no
+            // UDP datagram carries more than 65507 B.
+            Transport::Udp { .. } | Transport::UdpMulticast { .. } => {
+                (b - recv_prefix(self.udp_gro)).min(MAX_UDP_PAYLOAD)
+            }
             Transport::Tcp { .. } => b - 4,
         }
     }
 }
 
+/// The largest UDP payload (IPv4).
+const MAX_UDP_PAYLOAD: usize = 65507;
+
 /// Bytes before a datagram's payload in a receive buffer (see [`SapConfig::max_payload`]).
-pub(crate) const RECV_PREFIX: usize = 16 + 28 + 24;
+pub(crate) fn recv_prefix(gro: bool) -> usize {
+    16 + 28 + if gro { 24 } else { 0 }
+}
 
 #[cfg(test)]
 mod tests {
@@ -537,6 +581,25 @@ mod tests {
             let e = parse(&text).unwrap_err();
             assert!(e.to_string().contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn gro_needs_room_for_a_coalesced_burst() {
+        let base = "name = \"a\"\n[transport]\nkind = \"udp\"\nbind = \"127.0.0.1:0\"\n[qos]\n";
+        let e = parse(&format!("udp_gro = true\n{base}")).unwrap_err();
+        assert!(e.to_string().contains("buffer_size"), "{e}");
+        assert!(e.to_string().contains("65664"), "{e}");
+        let ok = parse(&format!(
+            "udp_gro = true\nbuffer_size = 65664\nbuffers = 64\n{base}"
+        ))
+        .unwrap();
+        assert!(ok.udp_gro && ok.udp_gso);
+        assert_eq!(ok.max_payload(), 65507);
+        let tcp = "udp_gro = true\nbuffer_size = 65664\nname = \"a\"\n[transport]\nkind = \"tcp\"\n[qos]\n";
+        let e = parse(tcp).unwrap_err();
+        assert!(e.to_string().contains("udp_gro"), "{e}");
+        let plain = parse(base).unwrap();
+        assert_eq!(plain.max_payload(), 2048 - 44);
     }
 
     #[test]

@@ -101,7 +101,16 @@ impl Shared {
                 len,
                 from,
                 truncated,
+                seg,
             } => {
+                let source = Source::Datagram {
+                    from,
+                    shard: core.shard,
+                };
+                if seg > 0 && (len > seg || truncated) {
+                    self.coalesced(core, buf, off, len, seg, truncated, source);
+                    return Flow::Continue;
+                }
                 Counters::inc(&core.stats.received);
                 if truncated || len > core.max_datagram {
                     Counters::inc(&core.stats.truncated);
@@ -115,10 +124,7 @@ impl Shared {
                     core,
                     Handle {
                         lease,
-                        source: Source::Datagram {
-                            from,
-                            shard: core.shard,
-                        },
+                        source,
                         received: now(),
                     },
                 ) {
@@ -163,6 +169,50 @@ impl Shared {
         }
     }
 
+    /// Splits a GRO buffer — datagrams of `seg` bytes back to back in `len` bytes at `off`
+    /// (the last maybe shorter) — into one handle per datagram, in place. Each handle is
+    /// a lease on the one buffer; a carrier lease held across the split keeps the buffer
+    /// out of the ring until the split is done and every handle was given back. A
+    /// truncated burst (a buffer too small for it) keeps its whole datagrams.
+    #[allow(clippy::too_many_arguments)]
+    fn coalesced(
+        &self,
+        core: &Core,
+        buf: crate::sys::region::Owned,
+        off: usize,
+        len: usize,
+        seg: usize,
+        truncated: bool,
+        source: Source,
+    ) {
+        Counters::inc(&core.stats.gro_receives);
+        let whole = if truncated { len - len % seg } else { len };
+        if truncated {
+            Counters::inc(&core.stats.truncated);
+        }
+        let received = now();
+        let carrier = core.bufs.freeze(buf, off, len);
+        let mut at = 0;
+        while at < whole {
+            let n = seg.min(whole - at);
+            Counters::inc(&core.stats.received);
+            core.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            let lease = core.bufs.share(&carrier, off + at, n);
+            if let Some((h, _)) = self.dispatch(
+                core,
+                Handle {
+                    lease,
+                    source,
+                    received,
+                },
+            ) {
+                let _ = core.release(h.lease);
+            }
+            at += n;
+        }
+        let _ = core.release(carrier);
+    }
+
     /// Pauses connection `conn` with frame `h` pending for full destination `d`.
     fn block(&self, core: &Core, conn: u32, rx: &mut Rx, h: Handle, d: u16) -> Flow {
         rx.pending = Some((h, d));
@@ -198,6 +248,8 @@ impl Shared {
             },
             peer: rx.peer,
         };
+        // The frames of one chunk arrived together: one clock read for all of them.
+        let received = now();
         loop {
             let step = {
                 let rest = core
@@ -226,7 +278,7 @@ impl Shared {
                         Handle {
                             lease,
                             source,
-                            received: now(),
+                            received,
                         },
                     );
                     if let Some((h, d)) = full {
@@ -268,7 +320,7 @@ impl Shared {
                             Handle {
                                 lease,
                                 source,
-                                received: now(),
+                                received,
                             },
                         );
                         if let Some((h, d)) = full {

@@ -38,8 +38,8 @@ pub enum Error {
         "SAP `{sap}`: all {slots} send slots are queued or in flight; retry after completions, or raise `send_slots`"
     )]
     SendQueueFull {
-        /// The SAP's name.
-        sap: String,
+        /// The SAP's name (shared: making this error allocates nothing).
+        sap: std::sync::Arc<str>,
         /// Configured slots.
         slots: u32,
     },

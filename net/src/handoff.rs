@@ -149,8 +149,9 @@ pub struct DestStats {
 /// A bounded queue of handles for one task (or one group of tasks).
 pub(crate) struct Destination {
     queue: ArrayQueue<Handle>,
-    /// Backpressure only: datagrams kept in order while `queue` is full. A datagram is
-    /// one buffer, and this holds every buffer of the SAP, so a push cannot fail.
+    /// Backpressure only: datagrams kept in order while `queue` is full. A datagram holds
+    /// a buffer (with UDP GRO, up to 64 share one), and this holds as many datagrams as
+    /// the SAP's buffers can, so a push cannot fail.
     held: Option<ArrayQueue<Handle>>,
     /// Backpressure only: connections `(shard, conn)` paused on this full queue.
     blocked: Option<ArrayQueue<(u16, u32)>>,

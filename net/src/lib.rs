@@ -26,7 +26,11 @@
 //! handlers that run on the reactor thread and reply through the same reactor.
 //!
 //! **Sends** (replies, datagrams, frames) go through the reactor too, in batches: one
-//! `io_uring_enter` (or one `sendmmsg`/`writev`) carries many.
+//! `io_uring_enter` (or one `sendmmsg`/`writev`) carries many, and a reply is submitted in
+//! the same enter that waits for the next message. With UDP GSO a run of equal-size
+//! datagrams to one peer is one send (`UDP_SEGMENT`); with UDP GRO a coalesced receive is
+//! split into one handle per datagram, in place, its buffer reference-counted back to the
+//! ring.
 //!
 //! Nothing on the receive → hand-off → return path allocates or takes a lock after
 //! start-up; all system calls and `unsafe` live in `sys`.
@@ -67,5 +71,17 @@ pub mod fault {
     /// default profile. Irreversible for the thread: use it in a dedicated process.
     pub fn deny_io_uring_setup() -> Result<(), crate::Error> {
         crate::sys::seccomp::deny_io_uring_setup()
+    }
+
+    /// Turns UDP checksums off on the SAP's sockets (SO_NO_CHECK), under which the kernel
+    /// refuses every UDP GSO send with EINVAL while single datagrams still go out: the
+    /// fault that exercises the GSO fallback.
+    pub fn refuse_udp_gso(sap: &crate::Sap) -> Result<(), crate::Error> {
+        for fd in sap.udp_fds() {
+            crate::sys::socket::refuse_gso(*fd).map_err(|e| {
+                crate::Error::os_from("setsockopt", "SO_NO_CHECK on a SAP socket", e, "")
+            })?;
+        }
+        Ok(())
     }
 }

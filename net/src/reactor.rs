@@ -87,13 +87,15 @@ pub(crate) enum Event {
 
 /// Received data, owned by user space.
 pub(crate) enum Completion {
-    /// A datagram: payload `len` bytes at `off` of `buf`.
+    /// A datagram: payload `len` bytes at `off` of `buf`. With `seg` > 0 (UDP GRO) the
+    /// payload is several datagrams of `seg` bytes back to back, the last maybe shorter.
     Datagram {
         buf: Owned,
         off: usize,
         len: usize,
         from: SocketAddr,
         truncated: bool,
+        seg: usize,
     },
     /// `len` bytes of stream `conn`, from the start of `buf`.
     Chunk { conn: u32, buf: Owned, len: usize },
@@ -177,6 +179,9 @@ pub(crate) struct Conn {
     pub generation: AtomicU32,
     /// Open for sends.
     pub open: AtomicBool,
+    /// io_uring: a send is in flight on this connection, and its completion will wake
+    /// the leader, which then takes newly queued frames: a sender need not wake it.
+    pub tx_busy: AtomicBool,
     /// Receive state; held by the one thread processing this connection's completion.
     pub rx: Claim<Rx>,
 }
@@ -218,6 +223,10 @@ pub(crate) struct Core {
     pub bell: EventFd,
     /// A leader is (about to be) blocked in the kernel.
     pub parked: AtomicBool,
+    /// io_uring: the parked leader left finished sends in its completion queue (it waits
+    /// past them, see `uring::Leader::sq_sends`); a sender out of slots or a stats reader
+    /// wakes it to collect them.
+    pub lingering: AtomicBool,
     /// Something waits for buffers to come back.
     pub starved: AtomicBool,
     pub stopping: AtomicBool,
@@ -227,6 +236,11 @@ pub(crate) struct Core {
     pub max_frame: usize,
     /// Largest datagram payload.
     pub max_datagram: usize,
+    /// UDP GSO: the largest datagram size sends may coalesce (0: GSO off). Lowered when
+    /// the kernel refuses a GSO send (`Core::narrow_gso`).
+    pub gso_max: AtomicU32,
+    /// UDP GRO is on for the socket: receives carry room for its control message.
+    pub gro: bool,
 }
 
 /// Sizes of a core.
@@ -238,6 +252,8 @@ pub(crate) struct CoreSizes {
     pub reserve: usize,
     pub max_frame: usize,
     pub max_datagram: usize,
+    pub gso_max: u32,
+    pub gro: bool,
 }
 
 impl Core {
@@ -259,6 +275,7 @@ impl Core {
                 Conn {
                     generation: AtomicU32::new(0),
                     open: AtomicBool::new(false),
+                    tx_busy: AtomicBool::new(false),
                     rx: Claim::new(Rx {
                         framer: Framer::new(s.max_frame),
                         peer: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -284,13 +301,28 @@ impl Core {
             conn_free,
             bell: EventFd::new()?,
             parked: AtomicBool::new(false),
+            lingering: AtomicBool::new(false),
             starved: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             stats: Counters::default(),
             leadership: Leadership::default(),
             max_frame: s.max_frame,
             max_datagram: s.max_datagram,
+            gso_max: AtomicU32::new(s.gso_max),
+            gro: s.gro,
         })
+    }
+
+    /// The kernel refused `refusals` GSO sends: coalesce only datagrams of at most
+    /// `limit` bytes from now on (0: none), and say so once per change.
+    pub(crate) fn narrow_gso(&self, limit: u32, refusals: u64) {
+        let before = self.gso_max.fetch_min(limit, Ordering::Relaxed);
+        self.stats
+            .gso_refused
+            .fetch_add(refusals, Ordering::Relaxed);
+        if limit < before {
+            tracing::warn!(sap = %self.name, shard = self.shard, limit, "the kernel refused a UDP GSO send; its datagrams went out one by one, and GSO now applies only up to this size (0: off)");
+        }
     }
 
     /// Makes a leader blocked in the kernel come back (no-op when none is).
@@ -300,10 +332,41 @@ impl Core {
         }
     }
 
+    /// Has a parked leader collect the finished sends it left in its completion queue
+    /// (no-op when it left none).
+    pub(crate) fn collect_sends(&self) {
+        if self.lingering.load(Ordering::SeqCst) {
+            self.wake_leader();
+        }
+    }
+
     /// Queues work for the leader and wakes it if it is blocked.
     pub(crate) fn push_intent(&self, i: Intent) -> Result<(), Intent> {
         self.intents.push(i)?;
         self.wake_leader();
+        Ok(())
+    }
+
+    /// Queues work for the leader without waking it: the caller queues more and then
+    /// calls [`Core::wake_leader`] once, so the leader finds the whole batch.
+    pub(crate) fn push_intent_quiet(&self, i: Intent) -> Result<(), Intent> {
+        self.intents.push(i)
+    }
+
+    /// Queues frames for connection `conn`, waking the leader unless a send in flight on
+    /// that connection will: a sender streaming into a busy connection costs the reactor
+    /// no wake-up (no eventfd write, no context switch) per batch.
+    pub(crate) fn push_stream_intent(&self, conn: u32, i: Intent) -> Result<(), Intent> {
+        self.intents.push(i)?;
+        // SeqCst pairs with the leader's clearing of `tx_busy` before it checks the
+        // intents and parks: either it sees this intent or this sees the flag clear.
+        let busy = self
+            .conns
+            .get(conn as usize)
+            .is_some_and(|c| c.tx_busy.load(Ordering::SeqCst));
+        if !busy {
+            self.wake_leader();
+        }
         Ok(())
     }
 

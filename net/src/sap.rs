@@ -20,7 +20,7 @@ use rtpm_rt::config::Partition;
 use rtpm_rt::cpu::CpuSet;
 use rtpm_rt::thread::Policy;
 
-use crate::config::{CoreClass, Cores, Layout, RECV_PREFIX, SapConfig, Transport};
+use crate::config::{CoreClass, Cores, Layout, SapConfig, Transport};
 use crate::dispatch::{Handler, Router, ToOne};
 use crate::error::Error;
 use crate::frame;
@@ -36,7 +36,9 @@ use crate::sys::uring::Uring;
 
 /// State shared by a SAP's reactors, pool threads, consumers and senders.
 pub(crate) struct Shared {
-    pub name: String,
+    /// Shared, so the errors a sender may meet on its hot path (a full send queue) cost
+    /// no allocation.
+    pub name: Arc<str>,
     pub cores: Box<[Arc<Core>]>,
     pub dests: Box<[Destination]>,
     pub handlers: Box<[Option<Handler>]>,
@@ -69,22 +71,61 @@ impl Shared {
     }
 
     fn slot(&self, core: &Core) -> Result<crate::sys::region::Owned, Error> {
-        core.send_free.pop().ok_or_else(|| Error::SendQueueFull {
-            sap: self.name.clone(),
-            slots: core.sendbufs.count(),
+        core.send_free.pop().ok_or_else(|| {
+            // Finished sends may wait in a parked reactor's completion queue: have it
+            // collect them, so a retry finds their slots.
+            core.collect_sends();
+            Error::SendQueueFull {
+                sap: self.name.clone(),
+                slots: core.sendbufs.count(),
+            }
         })
     }
 
     /// Queues a datagram on reactor `shard`.
     pub(crate) fn send_to(&self, shard: u16, to: SocketAddr, bytes: &[u8]) -> Result<(), Error> {
+        let core = self.datagram_core(shard)?;
+        self.queue_datagram(core, to, bytes)?;
+        core.wake_leader();
+        Ok(())
+    }
+
+    /// Queues datagrams on reactor `shard` and wakes its leader once, so it finds them
+    /// together (one batch; with GSO, runs of equal size to one peer are one send).
+    /// Returns how many were queued: all, or as many as free send slots allowed (at
+    /// least one, or the error).
+    pub(crate) fn send_many(
+        &self,
+        shard: u16,
+        to: SocketAddr,
+        datagrams: &[&[u8]],
+    ) -> Result<usize, Error> {
+        let core = self.datagram_core(shard)?;
+        let mut n = 0;
+        for d in datagrams {
+            match self.queue_datagram(core, to, d) {
+                Ok(()) => n += 1,
+                Err(e) if n == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        core.wake_leader();
+        Ok(n)
+    }
+
+    fn datagram_core(&self, shard: u16) -> Result<&Core, Error> {
         if self.stream {
             return Err(Error::Transport {
-                sap: self.name.clone(),
+                sap: self.name.to_string(),
                 what: "send_to",
                 needs: "UDP",
             });
         }
-        let core = self.core_of(shard)?;
+        self.core_of(shard)
+    }
+
+    /// Copies a datagram into a send slot and queues it, without waking the leader.
+    fn queue_datagram(&self, core: &Core, to: SocketAddr, bytes: &[u8]) -> Result<(), Error> {
         if bytes.len() > core.max_datagram {
             return Err(Error::TooLarge {
                 len: bytes.len(),
@@ -93,7 +134,7 @@ impl Shared {
         }
         let mut slot = self.slot(core)?;
         core.sendbufs.write(&mut slot)[..bytes.len()].copy_from_slice(bytes);
-        core.push_intent(Intent::SendTo {
+        core.push_intent_quiet(Intent::SendTo {
             slot,
             len: bytes.len() as u32,
             to,
@@ -121,12 +162,15 @@ impl Shared {
         let w = core.sendbufs.write(&mut slot);
         w[..4].copy_from_slice(&frame::prefix(bytes.len()));
         w[4..4 + bytes.len()].copy_from_slice(bytes);
-        core.push_intent(Intent::SendStream {
-            slot,
-            len: 4 + bytes.len() as u32,
-            conn: conn.idx,
-            generation: conn.generation,
-        })
+        core.push_stream_intent(
+            conn.idx,
+            Intent::SendStream {
+                slot,
+                len: 4 + bytes.len() as u32,
+                conn: conn.idx,
+                generation: conn.generation,
+            },
+        )
         .map_err(|_| Error::Internal("intent queue full on send".into()))
     }
 
@@ -162,12 +206,15 @@ impl Shared {
             at += 4 + f.len();
             n += 1;
         }
-        core.push_intent(Intent::SendStream {
-            slot,
-            len: at as u32,
-            conn: conn.idx,
-            generation: conn.generation,
-        })
+        core.push_stream_intent(
+            conn.idx,
+            Intent::SendStream {
+                slot,
+                len: at as u32,
+                conn: conn.idx,
+                generation: conn.generation,
+            },
+        )
         .map_err(|_| Error::Internal("intent queue full on send".into()))?;
         Ok(n)
     }
@@ -249,6 +296,33 @@ pub struct Sap {
     opts: SockOpts,
     handled: Arc<[AtomicU64]>,
     warnings: Vec<String>,
+}
+
+/// UDP GSO and GRO for one socket, as configured and as far as the kernel offers them:
+/// `(largest datagram size sends may coalesce (0: off), GRO on)`. A kernel without them
+/// leaves the SAP working one datagram per call, and says so in `warnings`.
+fn udp_offloads(cfg: &SapConfig, fd: RawFd, what: &str, warnings: &mut Vec<String>) -> (u32, bool) {
+    let gso = if !cfg.udp_gso {
+        0
+    } else if socket::gso_supported(fd) {
+        cfg.max_payload() as u32
+    } else {
+        warnings.push(format!(
+            "UDP GSO is not offered by this kernel on {what} (Linux 4.18+): sending one datagram per call"
+        ));
+        0
+    };
+    let gro = cfg.udp_gro
+        && match socket::enable_gro(fd) {
+            Ok(()) => true,
+            Err(e) => {
+                warnings.push(format!(
+                    "UDP GRO on {what} refused ({e}; Linux 5.0+): receiving one datagram per buffer"
+                ));
+                false
+            }
+        };
+    (gso, gro)
 }
 
 fn placement(cfg: &SapConfig, partition: Option<&Partition>) -> Result<CpuSet, Error> {
@@ -361,7 +435,7 @@ impl Sap {
                 }
             }
         }
-        let sizes = CoreSizes {
+        let mut sizes = CoreSizes {
             buffers: cfg.buffers,
             buffer_size: cfg.buffer_size,
             send_slots: cfg.send_slots,
@@ -374,7 +448,9 @@ impl Sap {
                 0
             },
             max_frame: cfg.buffer_size as usize - 4,
-            max_datagram: cfg.buffer_size as usize - RECV_PREFIX,
+            max_datagram: cfg.max_payload(),
+            gso_max: 0,
+            gro: false,
         };
 
         let mut warnings = Vec::new();
@@ -423,6 +499,10 @@ impl Sap {
             {
                 local = Some(socket::local_addr(fd)?);
             }
+            (sizes.gso_max, sizes.gro) = match &endpoint {
+                Endpoint::Udp(fd) => udp_offloads(cfg, fd.as_raw_fd(), &what, &mut warnings),
+                _ => (0, false),
+            };
             cores.push(Arc::new(Core::new(&cfg.name, shard as u16, &sizes)?));
             endpoints.push(endpoint);
         }
@@ -431,7 +511,9 @@ impl Sap {
             tracing::warn!(sap = %cfg.name, "{w}");
         }
 
-        let total_buffers = cfg.buffers as usize * shards;
+        // A held datagram holds a buffer; with GRO up to MAX_SEGMENTS of them share one.
+        let per_buffer = if cfg.udp_gro { socket::MAX_SEGMENTS } else { 1 };
+        let total_buffers = cfg.buffers as usize * shards * per_buffer;
         let handlers: Vec<Option<Handler>> = b
             .dests
             .into_iter()
@@ -452,7 +534,7 @@ impl Sap {
             })
             .collect();
         let shared = Arc::new(Shared {
-            name: cfg.name.clone(),
+            name: Arc::from(cfg.name.as_str()),
             cores: cores.clone().into_boxed_slice(),
             dests: dests.into_boxed_slice(),
             handlers: handlers.into_boxed_slice(),
@@ -529,7 +611,7 @@ impl Sap {
     /// Takes the consumer of queue destination `dest` (once).
     pub fn consumer(&self, dest: u16) -> Result<Consumer, Error> {
         let bad = |reason| Error::Destination {
-            sap: self.shared.name.clone(),
+            sap: self.shared.name.to_string(),
             dest,
             reason,
         };
@@ -578,6 +660,15 @@ impl Sap {
         self.shared.send_to(shard, to, bytes)
     }
 
+    /// Queues several datagrams to `to` (UDP SAPs) through the first reactor, waking it
+    /// once: the batching API. Copies each into a send slot; never blocks. Returns how
+    /// many were queued — all, or as many as free send slots allowed (at least one;
+    /// otherwise the error, e.g. [`Error::SendQueueFull`]). With `udp_gso`, runs of equal
+    /// size leave as one system call or submission each.
+    pub fn send_many(&self, to: SocketAddr, datagrams: &[&[u8]]) -> Result<usize, Error> {
+        self.shared.send_many(0, to, datagrams)
+    }
+
     /// Replies to a message's source (a datagram's sender, or a frame's connection).
     pub fn reply(&self, to: &Source, bytes: &[u8]) -> Result<(), Error> {
         self.shared.reply(to, bytes)
@@ -599,7 +690,7 @@ impl Sap {
     pub fn connect(&self, addr: SocketAddr) -> Result<ConnId, Error> {
         if !self.shared.stream {
             return Err(Error::Transport {
-                sap: self.shared.name.clone(),
+                sap: self.shared.name.to_string(),
                 what: "connect",
                 needs: "TCP",
             });
@@ -608,7 +699,7 @@ impl Sap {
             self.shared.next_shard.fetch_add(1, Ordering::Relaxed) % self.shared.cores.len();
         let core = &self.shared.cores[shard];
         let idx = core.conn_free.pop().ok_or_else(|| Error::Config {
-            sap: self.shared.name.clone(),
+            sap: self.shared.name.to_string(),
             field: "max_connections",
             reason: format!("is {} and every slot is in use", core.conns.len()),
         })?;
@@ -675,14 +766,30 @@ impl Sap {
         Ok(())
     }
 
-    /// Counters summed over the SAP's reactors.
+    /// Counters summed over the SAP's reactors. `sent` counts the sends whose completion
+    /// a reactor has collected: a parked io_uring reactor collects its last sends' at its
+    /// next wake-up, which this call prompts.
     pub fn stats(&self) -> SapStats {
         let mut s = SapStats::default();
+        for c in self.shared.cores.iter() {
+            c.collect_sends();
+        }
         for c in self.shared.cores.iter() {
             c.stats.add_to(&mut s);
             s.promotions += c.leadership.promotions();
         }
+        s.kernel_drops = self
+            .udp_fds
+            .iter()
+            .filter_map(|fd| socket::kernel_drops(*fd))
+            .sum();
         s
+    }
+
+    /// The SAP's UDP sockets (fault injection).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn udp_fds(&self) -> &[RawFd] {
+        &self.udp_fds
     }
 
     /// A destination's counters.

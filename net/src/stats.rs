@@ -11,7 +11,6 @@ pub(crate) struct Counters {
     pub truncated: AtomicU64,
     pub too_large: AtomicU64,
     pub enobufs: AtomicU64,
-    pub kernel_drops: AtomicU64,
     pub sent: AtomicU64,
     pub send_errors: AtomicU64,
     pub submits: AtomicU64,
@@ -19,6 +18,9 @@ pub(crate) struct Counters {
     pub rejected: AtomicU64,
     pub closed: AtomicU64,
     pub parks: AtomicU64,
+    pub gso_sends: AtomicU64,
+    pub gso_refused: AtomicU64,
+    pub gro_receives: AtomicU64,
 }
 
 macro_rules! snapshot_fields {
@@ -27,6 +29,9 @@ macro_rules! snapshot_fields {
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct SapStats {
             $($(#[doc = $doc])* pub $f: u64,)*
+            /// Datagrams the kernel dropped at a full socket buffer (SO_MEMINFO, read when
+            /// the stats are taken). With UDP GRO, a dropped coalesced burst counts once.
+            pub kernel_drops: u64,
             /// Leader hand-offs that preceded processing.
             pub promotions: u64,
         }
@@ -54,9 +59,6 @@ snapshot_fields!(
     /// Times the reactor ran out of receive buffers (backpressure: receiving pauses until
     /// buffers come back).
     enobufs,
-    /// Datagrams the kernel dropped at a full socket buffer (from SO_RXQ_OVFL; exact as of
-    /// the last datagram received).
-    kernel_drops,
     /// Messages handed to the kernel and completed.
     sent,
     /// Sends the kernel refused.
@@ -71,6 +73,14 @@ snapshot_fields!(
     closed,
     /// Times a leader blocked in the kernel.
     parks,
+    /// Sends that carried several datagrams in one system call or submission (UDP GSO).
+    gso_sends,
+    /// GSO sends the kernel refused; their datagrams went out one by one, and GSO was
+    /// narrowed or turned off for the socket.
+    gso_refused,
+    /// Receives that delivered several datagrams coalesced in one buffer (UDP GRO),
+    /// split into one handle each.
+    gro_receives,
 );
 
 impl Counters {

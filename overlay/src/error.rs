@@ -1,4 +1,8 @@
 //! The crate's one error type.
+//!
+//! The protocol's variants are small and carry static texts (decoding never allocates);
+//! the driver's variants (configuration, binding, admission) name the overlay, the key or
+//! the task, and say what to change.
 
 use thiserror::Error;
 
@@ -6,7 +10,7 @@ use thiserror::Error;
 ///
 /// Decoding and security errors never change protocol state: the datagram is dropped and
 /// counted (see [`crate::proto::security::DropCounters`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Error {
     /// Fewer bytes than the fixed header, or fewer than the header's payload length says.
     #[error(
@@ -82,5 +86,60 @@ pub enum Error {
         field: &'static str,
         /// What is valid.
         why: &'static str,
+    },
+    /// A value of an `[[overlay]]` section is invalid (or its key file is unreadable);
+    /// nothing of the overlay was started.
+    #[error("overlay `{overlay}`: key `{key}`: {message}")]
+    OverlayConfig {
+        /// The overlay.
+        overlay: String,
+        /// The key at fault, relative to the section (`sap[1].address`).
+        key: String,
+        /// What is wrong and what would be valid.
+        message: String,
+    },
+    /// A socket, thread or multicast membership could not be set up; what the overlay had
+    /// bound or admitted so far was released.
+    #[error("overlay `{overlay}`: {what}: {message}")]
+    Setup {
+        /// The overlay.
+        overlay: String,
+        /// What failed (which SAP, which thread).
+        what: String,
+        /// The lower layer's error and what to change.
+        message: String,
+    },
+    /// Admission control refused one of the overlay's tasks; none of its tasks stays
+    /// admitted and nothing was bound.
+    #[error(
+        "overlay `{overlay}`: task `{task}` ({spec}) was not admitted: {reason} (the overlay's task set follows from its config: a longer heartbeat or min_interarrival, or a smaller batch, asks less of the RT cores)"
+    )]
+    Admission {
+        /// The overlay.
+        overlay: String,
+        /// The task that did not fit.
+        task: String,
+        /// Its declaration (release, budget, deadline).
+        spec: String,
+        /// Admission's reason: where (which core, which test) and by how much.
+        reason: String,
+    },
+    /// The overlay was left and its driver stopped; state is unchanged.
+    #[error("overlay `{overlay}` has been left: its driver is stopped; start the overlay again")]
+    Stopped {
+        /// The overlay.
+        overlay: String,
+    },
+    /// A lookup got no answer in time (nothing found, nothing definite either).
+    #[error(
+        "overlay `{overlay}`: lookup of key {key:032x} got no answer within {waited_ms} ms; the overlay may be repairing: retry"
+    )]
+    LookupTimeout {
+        /// The overlay.
+        overlay: String,
+        /// The key.
+        key: u128,
+        /// How long the caller waited, in milliseconds.
+        waited_ms: u64,
     },
 }

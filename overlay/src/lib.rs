@@ -55,10 +55,12 @@
 //! `poll_event` and `poll_timeout`; randomness is seeded from its config, and every
 //! protocol activity is declared as a task spec ([`proto::tasks`]) for admission control.
 //! [`sim`] drives thousands of nodes in virtual time over a seeded network model,
-//! deterministically; a driver (a later module) binds nodes to real sockets and tasks.
+//! deterministically; [`driver`] binds a node to real sockets (one SAP per QoS class, the
+//! bootstrap group) and runs every protocol activity as an admitted real-time task.
 
 #![forbid(unsafe_code)]
 
+pub mod driver;
 pub mod error;
 pub mod proto;
 pub mod sim;

@@ -6,6 +6,9 @@
 
 use std::path::PathBuf;
 
+pub mod netns;
+pub mod nodes;
+
 /// The workspace root (the folder holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -50,6 +53,61 @@ pub mod probe {
             Ok(())
         } else {
             Err(format!("needs {n} CPUs, the process may use {have}"))
+        }
+    }
+}
+
+/// The `rtpm` binary, for tests that run nodes as real processes.
+///
+/// `env!("CARGO_BIN_EXE_rtpm")` exists only for the tests of the crate that builds the
+/// binary (rtpm-tools), so tests here find it next to themselves: a test runs as
+/// `target/PROFILE/deps/NAME-HASH`, and cargo puts the workspace's binaries in
+/// `target/PROFILE/`. To be sure it is the binary of the current sources, it is (re)built
+/// once per test process with `cargo build -p rtpm-tools --bin rtpm` in the same profile
+/// (a no-op when it is up to date; `cargo test --workspace` has built it already). The
+/// build output goes to the test's stderr.
+pub mod bin {
+    use std::path::PathBuf;
+    use std::process::Command;
+    use std::sync::OnceLock;
+
+    static RTPM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+    /// The path of an up-to-date `rtpm`, or why there is none.
+    pub fn rtpm() -> Result<PathBuf, String> {
+        RTPM.get_or_init(build).clone()
+    }
+
+    fn build() -> Result<PathBuf, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        // target/PROFILE/deps/test-HASH → target/PROFILE
+        let profile_dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .ok_or("the test binary is not under target/PROFILE/deps")?
+            .to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|p| p == "release");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "rtpm-tools", "--bin", "rtpm"]);
+        if release {
+            cmd.arg("--release");
+        }
+        if let Some(target) = profile_dir.parent() {
+            cmd.arg("--target-dir").arg(target);
+        }
+        let status = cmd
+            .current_dir(super::workspace_root())
+            .status()
+            .map_err(|e| format!("cannot run cargo to build rtpm: {e}"))?;
+        if !status.success() {
+            return Err(format!("building rtpm failed ({status})"));
+        }
+        let path = profile_dir.join("rtpm");
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("{} is missing after the build", path.display()))
         }
     }
 }

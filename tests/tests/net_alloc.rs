@@ -1,5 +1,6 @@
 //! Zero allocations per message on receive → hand-off → return, after warm-up, on both
-//! backends, for UDP datagrams and TCP frames.
+//! backends, for UDP datagrams, TCP frames, and UDP GRO bursts split into handles — the
+//! latter also with an rtpm-net GSO sender (send → segment → receive → split → return).
 //!
 //! A counting global allocator counts every allocation in the process while a window of
 //! messages flows: the reactor threads receive and dispatch, a plain consumer thread pops
@@ -104,6 +105,58 @@ fn udp_case(b: BackendChoice) -> u64 {
     during
 }
 
+/// A GRO receiver fed 64-datagram GSO bursts, by a std socket or by an rtpm-net SAP.
+fn gro_case(b: BackendChoice, rtpm_sender: bool) -> u64 {
+    let mut cfg = udp_gro("alloc-gro", b, 16);
+    cfg.qos.recv_buffer = Some(4 << 20);
+    let sap = Sap::bind(cfg).unwrap();
+    let (got, stop, t) = consume(&sap);
+    let to = addr(&sap);
+    let c = client();
+    let mut tcfg = udp("alloc-gso", b);
+    tcfg.send_slots = 256;
+    let tx = Sap::bind(tcfg).unwrap();
+    let burst = [3u8; 64 * 64];
+    let msgs: Vec<&[u8]> = burst.chunks(64).collect();
+    let send = |n: u64, got: &AtomicU64| {
+        let base = got.load(Ordering::Relaxed);
+        let bursts = n.div_ceil(64);
+        for i in 0..bursts {
+            if rtpm_sender {
+                let mut off = 0;
+                while off < msgs.len() {
+                    match tx.send_many(to, &msgs[off..]) {
+                        Ok(k) => off += k,
+                        Err(_) => std::thread::yield_now(),
+                    }
+                }
+            } else {
+                send_gso(&c, to, &burst, 64).unwrap();
+            }
+            while got.load(Ordering::Relaxed) + 512 < base + i * 64 {
+                std::thread::yield_now();
+            }
+        }
+        assert!(
+            wait_for(got, base + bursts * 64),
+            "{b:?}: datagrams were lost: {:?} {:?}",
+            sap.stats(),
+            tx.stats()
+        );
+    };
+    send(WARM, &got);
+    let before = ALLOCS.load(Ordering::SeqCst);
+    send(WINDOW, &got);
+    let during = ALLOCS.load(Ordering::SeqCst) - before;
+    assert!(sap.stats().gro_receives > 0, "{:?}", sap.stats());
+    if rtpm_sender {
+        assert!(tx.stats().gso_sends > 0, "{:?}", tx.stats());
+    }
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    during
+}
+
 fn tcp_case(b: BackendChoice) -> u64 {
     // Backpressure: a consumer slower than the reactor must hold the stream, not drop.
     let mut cfg = tcp("alloc-tcp", b);
@@ -145,9 +198,21 @@ fn receive_handoff_return_allocates_nothing_per_message() {
         }
         let udp = udp_case(b);
         let tcp = tcp_case(b);
-        eprintln!("{b:?}: {udp} allocations over {WINDOW} datagrams, {tcp} over {WINDOW} frames");
+        let gro = gro_case(b, false);
+        let gso = gro_case(b, true);
+        eprintln!(
+            "{b:?}: {udp} allocations over {WINDOW} datagrams, {tcp} over {WINDOW} frames, {gro} over {WINDOW} GRO-received datagrams, {gso} over {WINDOW} GSO-sent and GRO-received"
+        );
         assert_eq!(udp, 0, "{b:?}: UDP receive -> hand-off -> return allocated");
         assert_eq!(tcp, 0, "{b:?}: TCP receive -> hand-off -> return allocated");
+        assert_eq!(
+            gro, 0,
+            "{b:?}: GRO receive -> split -> hand-off -> return allocated"
+        );
+        assert_eq!(
+            gso, 0,
+            "{b:?}: GSO send -> GRO receive -> split -> return allocated"
+        );
         ran += 1;
     }
     assert!(ran > 0, "epoll always runs");

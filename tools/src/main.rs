@@ -116,6 +116,37 @@ enum Command {
     ///
     /// Example: rtpm user add alice --users config/users.toml --grant '*=admin' --grant topic:positions=publish,subscribe
     User(cmd::user::UserArgs),
+    /// Run a peer: the runtime, its services and its overlays, until SIGINT or SIGTERM.
+    ///
+    /// Starts rtpm::Runtime from DIR/node.toml and DIR/cores/*.toml: the executor on the
+    /// RT cores, the kernel services, and one overlay per [[overlay]] section (its SAPs,
+    /// one per QoS class; the bootstrap multicast group; every protocol activity as an
+    /// admitted task). Everything is validated before anything starts: a bad file, key,
+    /// address (each is bound and released first) or an inadmissible task set exits with
+    /// code 2, names the file and the key, and binds nothing. SIGINT or SIGTERM makes the
+    /// node leave its overlays, announced, and exit 0. Logs go to standard error through
+    /// tracing (--log, --log-format; default: node.toml's `log`). `rtpm status` asks the
+    /// running node over its control socket.
+    ///
+    /// Without --config the embedded default starts a peer of the `loopback` overlay on
+    /// 127.0.0.1 (group 239.255.77.1:7600, free ports, a public key: for trying rtpm on
+    /// one machine). Three peers on one machine: see README.md.
+    ///
+    /// Example: rtpm node --config config/three-peers/a
+    Node(cmd::node::NodeArgs),
+    /// Ask a running node what it is: role, cell, SAPs, tasks, message counters.
+    ///
+    /// Connects to the node's control socket and prints its role (peer or super-peer),
+    /// its cell with the cell's super-peers and members and the parent cell, its bound
+    /// SAPs with their counters, its admitted tasks with response and release-latency
+    /// percentiles and deadline misses, and its message counters, including drops for a
+    /// bad MAC (authentication), replays, full receive and send queues. Pick the node
+    /// with --socket PATH, or --node NAME|ID|ADDR among the sockets in the default folder
+    /// (/run/rtpm for root); with neither, the only node running. --json prints the
+    /// node's answer as one JSON object.
+    ///
+    /// Example: rtpm status --node a --json
+    Status(cmd::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -131,6 +162,8 @@ fn main() -> ExitCode {
         Command::Admit(a) => cmd::admit::run(a),
         Command::Latency(a) => cmd::latency::run(a),
         Command::User(a) => cmd::user::run(a),
+        Command::Node(a) => cmd::node::run(a),
+        Command::Status(a) => cmd::status::run(a),
     };
     ExitCode::from(code)
 }

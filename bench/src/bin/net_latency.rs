@@ -24,7 +24,7 @@ use rtpm_rt::time::{Clock, MonotonicClock, Nanos};
 /// Examples:
 ///   net_latency pingpong --transport udp --mode park
 ///   net_latency pingpong --transport tcp --mode busy-poll --count 50000
-///   net_latency throughput --transport udp --size 1024 --seconds 2
+///   net_latency throughput --transport udp --size 1024 --seconds 2 --repeat 5
 ///   net_latency handoff --consumer park
 ///   net_latency layout
 ///   net_latency all            # every figure of bench/RESULTS.md, as markdown
@@ -62,7 +62,9 @@ enum Cmd {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
         repeat: u64,
     },
-    /// One-way messages per second, rtpm-net (batched sends) vs std (one call each).
+    /// One-way messages per second counted at the receiver, with the sender's rate and
+    /// the receiver's kernel drops: rtpm-net (batched sends; UDP with and without
+    /// GSO/GRO) vs std (one call per message), alternated `repeat` times.
     Throughput {
         /// UDP datagrams or TCP length-prefixed frames.
         #[arg(long, value_enum, default_value_t = Proto::Udp)]
@@ -73,6 +75,9 @@ enum Cmd {
         /// Seconds per side.
         #[arg(long, default_value_t = 2)]
         seconds: u64,
+        /// Rounds of baseline and rtpm-net, alternated (median and spread reported).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+        repeat: u64,
     },
     /// Reactor → consumer-thread hand-off latency (received_at → popped).
     Handoff {
@@ -204,6 +209,53 @@ fn record(samples: &[AtomicU64], n: usize) -> Res<Histogram<u64>> {
     Ok(h)
 }
 
+// ---------------------------------------------------------------- CPU accounting
+
+/// `(on-CPU ns, run-queue wait ns, time slices)` of a thread, from its schedstat.
+fn schedstat(path: &str) -> Option<[u64; 3]> {
+    let t = std::fs::read_to_string(path).ok()?;
+    let mut it = t.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// The calling thread's schedstat.
+fn my_schedstat() -> [u64; 3] {
+    schedstat("/proc/thread-self/schedstat").unwrap_or([0; 3])
+}
+
+/// Summed schedstat of this process's threads whose name starts with `prefix`.
+fn threads_schedstat(prefix: &str) -> [u64; 3] {
+    let mut sum = [0u64; 3];
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return sum;
+    };
+    for e in dir.flatten() {
+        let p = e.path();
+        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if name.trim_end().starts_with(prefix)
+            && let Some(v) = schedstat(&p.join("schedstat").to_string_lossy())
+        {
+            for i in 0..3 {
+                sum[i] += v[i];
+            }
+        }
+    }
+    sum
+}
+
+fn cpu_line(what: &str, srv: [u64; 3], cli: [u64; 3], hops: u64) -> String {
+    let per = |v: u64| v as f64 / 1000.0 / hops.max(1) as f64;
+    format!(
+        "  {what}: per round trip: server on-CPU {:.1} µs (run-queue wait {:.1} µs, {:.2} slices), client on-CPU {:.1} µs (wait {:.1} µs, {:.2} slices)",
+        per(srv[0]),
+        per(srv[1]),
+        srv[2] as f64 / hops.max(1) as f64,
+        per(cli[0]),
+        per(cli[1]),
+        cli[2] as f64 / hops.max(1) as f64
+    )
+}
+
 // ---------------------------------------------------------------- baseline ping-pong
 
 fn base_pingpong(env: &Env, proto: Proto, count: u64, size: usize) -> Res<Histogram<u64>> {
@@ -215,24 +267,28 @@ fn base_pingpong(env: &Env, proto: Proto, count: u64, size: usize) -> Res<Histog
             let to = server.local_addr().map_err(|e| e.to_string())?;
             let srv = spawn(env, "base-srv", env.server_cpu, move || {
                 let mut buf = [0u8; 2048];
+                let s0 = my_schedstat();
                 for _ in 0..total {
                     let Ok((n, from)) = server.recv_from(&mut buf) else {
-                        return;
+                        return [0; 3];
                     };
                     let _ = server.send_to(&buf[..n], from);
                 }
+                let s1 = my_schedstat();
+                [s1[0] - s0[0], s1[1] - s0[1], s1[2] - s0[2]]
             })?;
             let size2 = size;
             let cli = spawn(
                 env,
                 "base-cli",
                 env.client_cpu,
-                move || -> Res<Histogram<u64>> {
+                move || -> Res<(Histogram<u64>, [u64; 3])> {
                     let c = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
                     c.connect(to).map_err(|e| e.to_string())?;
                     let mut h = hist()?;
                     let mut buf = vec![0u8; size2];
                     let mut rx = [0u8; 2048];
+                    let s0 = my_schedstat();
                     for i in 0..total {
                         let t0 = now_ns();
                         buf[..8].copy_from_slice(&t0.to_le_bytes());
@@ -243,11 +299,13 @@ fn base_pingpong(env: &Env, proto: Proto, count: u64, size: usize) -> Res<Histog
                                 .map_err(|e| e.to_string())?;
                         }
                     }
-                    Ok(h)
+                    let s1 = my_schedstat();
+                    Ok((h, [s1[0] - s0[0], s1[1] - s0[1], s1[2] - s0[2]]))
                 },
             )?;
-            let h = cli.join().map_err(|_| "baseline client panicked")??;
-            let _ = srv.join();
+            let (h, c) = cli.join().map_err(|_| "baseline client panicked")??;
+            let s = srv.join().unwrap_or([0; 3]);
+            eprintln!("{}", cpu_line("std", s, c, total as u64));
             Ok(h)
         }
         Proto::Tcp => {
@@ -375,6 +433,10 @@ fn net_pingpong(
         .bind()
         .map_err(|e| e.to_string())?;
     let backend = format!("{}", client.backend());
+    let (s0, c0) = (
+        threads_schedstat("net/pp-srv"),
+        threads_schedstat("net/pp-cli"),
+    );
     let mut first = vec![0u8; size];
     first[..8].copy_from_slice(&now_ns().to_le_bytes());
     match proto {
@@ -403,6 +465,12 @@ fn net_pingpong(
         }
         h
     };
+    let (s1, c1) = (
+        threads_schedstat("net/pp-srv"),
+        threads_schedstat("net/pp-cli"),
+    );
+    let d = |a: [u64; 3], b: [u64; 3]| [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+    eprintln!("{}", cpu_line("rtpm-net", d(s0, s1), d(c0, c1), total));
     drop(client);
     drop(server);
     Ok((h, backend))
@@ -410,28 +478,112 @@ fn net_pingpong(
 
 // ---------------------------------------------------------------- throughput
 
-fn base_throughput(env: &Env, proto: Proto, size: usize, secs: u64, flows: usize) -> Res<f64> {
+/// Receive buffer of every throughput receiver, baseline and rtpm-net alike (the
+/// kernel's `net.core.rmem_max` caps it).
+const THROUGHPUT_RCVBUF: u32 = 4 << 20;
+
+/// One throughput measurement, per second over the window: messages counted by the
+/// receiver, messages the sender handed to the kernel, and datagrams the kernel dropped
+/// at the receiver's full socket buffer.
+#[derive(Clone, Copy, Debug, Default)]
+struct Rate {
+    recv: f64,
+    sent: f64,
+    drops: f64,
+}
+
+/// Counters a run samples at the window's start and end.
+struct Probes<'a> {
+    recv: &'a dyn Fn() -> u64,
+    sent: &'a dyn Fn() -> u64,
+    drops: &'a dyn Fn() -> u64,
+}
+
+/// Rates over `secs` after a 0.3 s warm-up.
+fn measure(p: &Probes<'_>, secs: u64) -> Rate {
+    std::thread::sleep(Duration::from_millis(300));
+    let (r0, s0, d0, t0) = ((p.recv)(), (p.sent)(), (p.drops)(), StdInstant::now());
+    std::thread::sleep(Duration::from_secs(secs));
+    let (r1, s1, d1) = ((p.recv)(), (p.sent)(), (p.drops)());
+    let el = t0.elapsed().as_secs_f64();
+    Rate {
+        recv: r1.saturating_sub(r0) as f64 / el,
+        sent: s1.saturating_sub(s0) as f64 / el,
+        drops: d1.saturating_sub(d0) as f64 / el,
+    }
+}
+
+/// Datagrams the kernel dropped at `fd`'s full receive buffer (SO_MEMINFO, the counter
+/// rtpm-net reports as `kernel_drops`).
+fn socket_drops(fd: std::os::fd::RawFd) -> u64 {
+    const SO_MEMINFO: i32 = 55;
+    let mut v = [0u32; 9];
+    let mut len = std::mem::size_of::<[u32; 9]>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live and writable; len holds v's size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            v.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        u64::from(v[libc::SK_MEMINFO_DROPS as usize])
+    } else {
+        0
+    }
+}
+
+fn set_rcvbuf(fd: std::os::fd::RawFd, bytes: u32) -> Res<()> {
+    let v = bytes as i32;
+    // SAFETY: passes a live i32 and its size; setsockopt copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&v as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("SO_RCVBUF: {}", std::io::Error::last_os_error()))
+    }
+}
+
+/// The baseline: std blocking sockets, one `send` per message (a connected socket per
+/// flow) and one `recv` per message, counted by the receiving thread.
+fn base_throughput(env: &Env, proto: Proto, size: usize, secs: u64, flows: usize) -> Res<Rate> {
+    use std::os::fd::AsRawFd;
     let stop = Arc::new(AtomicBool::new(false));
     let got = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
     match proto {
         Proto::Udp => {
             let server = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            set_rcvbuf(server.as_raw_fd(), THROUGHPUT_RCVBUF)?;
             server
                 .set_read_timeout(Some(Duration::from_millis(50)))
                 .map_err(|e| e.to_string())?;
             let to = server.local_addr().map_err(|e| e.to_string())?;
-            let (g, s) = (got.clone(), stop.clone());
+            let fd = server.as_raw_fd();
+            let server = Arc::new(server);
+            let (g, s, sv) = (got.clone(), stop.clone(), server.clone());
             let srv = spawn(env, "base-rx", env.server_cpu, move || {
                 let mut buf = [0u8; 2048];
                 while !s.load(Ordering::Relaxed) {
-                    if server.recv(&mut buf).is_ok() {
+                    if sv.recv(&mut buf).is_ok() {
                         g.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })?;
             let mut senders = Vec::new();
             for f in 0..flows {
-                let s = stop.clone();
+                let (s, n) = (stop.clone(), sent.clone());
                 senders.push(spawn(
                     env,
                     &format!("base-tx{f}"),
@@ -440,14 +592,26 @@ fn base_throughput(env: &Env, proto: Proto, size: usize, secs: u64, flows: usize
                         let Ok(c) = UdpSocket::bind("127.0.0.1:0") else {
                             return;
                         };
+                        if c.connect(to).is_err() {
+                            return;
+                        }
                         let msg = vec![1u8; size];
                         while !s.load(Ordering::Relaxed) {
-                            let _ = c.send_to(&msg, to);
+                            if c.send(&msg).is_ok() {
+                                n.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     },
                 )?);
             }
-            let r = measure(&got, secs);
+            let r = measure(
+                &Probes {
+                    recv: &|| got.load(Ordering::Relaxed),
+                    sent: &|| sent.load(Ordering::Relaxed),
+                    drops: &|| socket_drops(fd),
+                },
+                secs,
+            );
             stop.store(true, Ordering::Relaxed);
             for t in senders {
                 let _ = t.join();
@@ -474,7 +638,7 @@ fn base_throughput(env: &Env, proto: Proto, size: usize, secs: u64, flows: usize
                     }
                 }
             })?;
-            let s = stop.clone();
+            let (s, n) = (stop.clone(), sent.clone());
             let tx = spawn(env, "base-tx", env.client_cpu, move || {
                 let Ok(mut c) = TcpStream::connect(to) else {
                     return;
@@ -486,9 +650,17 @@ fn base_throughput(env: &Env, proto: Proto, size: usize, secs: u64, flows: usize
                     if c.write_all(&frame).is_err() {
                         return;
                     }
+                    n.fetch_add(1, Ordering::Relaxed);
                 }
             })?;
-            let r = measure(&got, secs);
+            let r = measure(
+                &Probes {
+                    recv: &|| got.load(Ordering::Relaxed),
+                    sent: &|| sent.load(Ordering::Relaxed),
+                    drops: &|| 0,
+                },
+                secs,
+            );
             stop.store(true, Ordering::Relaxed);
             let _ = tx.join();
             let _ = srv.join();
@@ -497,23 +669,25 @@ fn base_throughput(env: &Env, proto: Proto, size: usize, secs: u64, flows: usize
     }
 }
 
-/// Messages per second counted by `got` over `secs` after a 0.3 s warm-up.
-fn measure(got: &AtomicU64, secs: u64) -> f64 {
-    std::thread::sleep(Duration::from_millis(300));
-    let (g0, t0) = (got.load(Ordering::Relaxed), StdInstant::now());
-    std::thread::sleep(Duration::from_secs(secs));
-    (got.load(Ordering::Relaxed) - g0) as f64 / t0.elapsed().as_secs_f64()
-}
-
-fn net_throughput(
-    env: &Env,
-    proto: Proto,
-    size: usize,
-    secs: u64,
+/// How an rtpm-net throughput run is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NetSetup {
     layout: Layout,
     threads: u32,
     flows: usize,
-) -> Res<f64> {
+    /// UDP: GSO on the senders and GRO (64 KiB buffers) on the receiver.
+    offload: bool,
+}
+
+/// rtpm-net: senders queue batches (`send_many`: 64 datagrams, or `send_frames`: 256
+/// frames) on a client SAP; an inline handler on the server SAP counts what arrives.
+fn net_throughput(env: &Env, proto: Proto, size: usize, secs: u64, setup: NetSetup) -> Res<Rate> {
+    let NetSetup {
+        layout,
+        threads,
+        flows,
+        offload,
+    } = setup;
     let lo: SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
     let (st, ct) = match proto {
         Proto::Udp => (Transport::Udp { bind: lo }, Transport::Udp { bind: lo }),
@@ -527,10 +701,16 @@ fn net_throughput(
     let mut scfg = sap_cfg(env, "tp-srv", st, env.server_cpu, Wait::Park);
     scfg.layout = layout;
     scfg.qos.threads = threads;
-    scfg.qos.recv_buffer = Some(4 << 20);
+    scfg.qos.recv_buffer = Some(THROUGHPUT_RCVBUF);
     if proto == Proto::Tcp {
         // A stream SAP tuned for throughput: each completion carries up to 16 KiB of frames.
         scfg.buffer_size = 16384;
+    } else if offload {
+        // GRO: a receive carries up to 64 datagrams of one flow.
+        scfg.udp_gro = true;
+        scfg.buffer_size = SapConfig::GRO_MIN_BUFFER_SIZE;
+        scfg.buffers = 256;
+        scfg.send_slots = 16;
     }
     if threads > 1 {
         scfg.qos.cores = Cores::List(vec![env.server_cpu, env.client_cpu]);
@@ -554,6 +734,7 @@ fn net_throughput(
             Wait::Park,
         );
         ccfg.send_slots = 1024;
+        ccfg.udp_gso = offload;
         if proto == Proto::Tcp {
             ccfg.buffer_size = 16384;
             ccfg.send_slots = 256;
@@ -571,23 +752,41 @@ fn net_throughput(
             env.client_cpu,
             move || {
                 let msg = vec![1u8; size];
-                let batch: Vec<&[u8]> = vec![&msg[..]; 256];
+                let frames: Vec<&[u8]> = vec![&msg[..]; 256];
+                let datagrams: Vec<&[u8]> = vec![&msg[..]; 64];
+                let mut off = 0;
                 while !s2.load(Ordering::Relaxed) {
                     let r = match conn {
-                        // Streams batch frames into a slot; datagrams are one per slot.
-                        Some(c) => c2.send_frames(c, &batch).map(drop),
-                        None => c2.send_to(to, &msg),
+                        // Streams pack frames into a slot; datagrams are one per slot,
+                        // queued 64 at a time.
+                        Some(c) => c2.send_frames(c, &frames).map(drop),
+                        None => c2.send_many(to, &datagrams[off..]).map(|n| {
+                            off = (off + n) % datagrams.len();
+                        }),
                     };
                     if r.is_err() {
-                        // Every send slot is queued or in flight: let the reactor run.
-                        std::thread::yield_now();
+                        // Every send slot is queued or in flight: wait a little, as a
+                        // blocking writer would, rather than spin against the reactor
+                        // for the CPU (what is queued lasts far longer than this).
+                        std::thread::sleep(Duration::from_micros(50));
                     }
                 }
             },
         )?);
         clients.push(client);
     }
-    let r = measure(&got, secs);
+    let r = measure(
+        &Probes {
+            recv: &|| got.load(Ordering::Relaxed),
+            sent: &|| match proto {
+                // A TCP send completes a slot of many frames: count frames received.
+                Proto::Tcp => got.load(Ordering::Relaxed),
+                Proto::Udp => clients.iter().map(|c| c.stats().sent).sum(),
+            },
+            drops: &|| server.stats().kernel_drops,
+        },
+        secs,
+    );
     stop.store(true, Ordering::Relaxed);
     for t in senders {
         let _ = t.join();
@@ -703,17 +902,99 @@ fn pingpong_report(
     ))
 }
 
-fn throughput_report(env: &Env, proto: Proto, size: usize, secs: u64) -> Res<String> {
-    eprintln!("throughput {proto:?} {size} B: baseline (std, one call per message)...");
-    let base = base_throughput(env, proto, size, secs, 1)?;
-    eprintln!("throughput {proto:?} {size} B: rtpm-net (batched)...");
-    let ours = net_throughput(env, proto, size, secs, Layout::Sharded, 1, 1)?;
-    Ok(format!(
-        "| std {proto:?} {size} B | {:.0} msg/s | 1.00 (baseline) |\n| rtpm-net {proto:?} {size} B | {:.0} msg/s | {:.2} |",
-        base,
-        ours,
-        ours / base
-    ))
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn spread(v: &[f64]) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(0.0, f64::max);
+    format!("{lo:.2}–{hi:.2}")
+}
+
+/// Baseline and rtpm-net in turn, `repeat` times (UDP: rtpm-net with GSO/GRO, and
+/// without); each row gives the median and the spread of the ratio over the rounds.
+fn throughput_report(env: &Env, proto: Proto, size: usize, secs: u64, repeat: u64) -> Res<String> {
+    let variants: &[bool] = match proto {
+        Proto::Udp => &[true, false],
+        Proto::Tcp => &[false],
+    };
+    let mut base = Vec::new();
+    let mut ours: Vec<Vec<Rate>> = vec![Vec::new(); variants.len()];
+    for r in 0..repeat.max(1) {
+        eprintln!(
+            "throughput {proto:?} {size} B round {}/{repeat}: baseline (std, one call per message)...",
+            r + 1
+        );
+        let b = base_throughput(env, proto, size, secs, 1)?;
+        eprintln!("  {b:?}");
+        base.push(b);
+        for (i, offload) in variants.iter().enumerate() {
+            eprintln!(
+                "throughput {proto:?} {size} B round {}/{repeat}: rtpm-net (batched{})...",
+                r + 1,
+                if *offload { ", GSO/GRO" } else { "" }
+            );
+            let setup = NetSetup {
+                layout: Layout::Sharded,
+                threads: 1,
+                flows: 1,
+                offload: *offload,
+            };
+            let o = net_throughput(env, proto, size, secs, setup)?;
+            eprintln!("  {o:?}");
+            ours[i].push(o);
+        }
+    }
+    let row = |what: &str, rates: &[Rate], ratios: Option<Vec<f64>>| {
+        let mut recv: Vec<f64> = rates.iter().map(|r| r.recv).collect();
+        let mut sent: Vec<f64> = rates.iter().map(|r| r.sent).collect();
+        let mut drops: Vec<f64> = rates.iter().map(|r| r.drops).collect();
+        let each = rates
+            .iter()
+            .map(|r| format!("{:.0}", r.recv))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let ratio = match ratios {
+            None => "1.00 (baseline)".to_string(),
+            Some(v) => format!("**{:.2}** ({})", median(&mut v.clone()), spread(&v)),
+        };
+        let mut lost: Vec<f64> = rates
+            .iter()
+            .map(|r| 100.0 * (1.0 - r.recv / r.sent.max(1.0)).max(0.0))
+            .collect();
+        format!(
+            "| {what} | {:.0} | {each} | {:.0} | {:.1} % | {:.0} | {ratio} |",
+            median(&mut recv),
+            median(&mut sent),
+            median(&mut lost),
+            median(&mut drops)
+        )
+    };
+    let mut out = vec![row(&format!("std {proto:?} {size} B"), &base, None)];
+    for (i, offload) in variants.iter().enumerate() {
+        let ratios = ours[i]
+            .iter()
+            .zip(&base)
+            .map(|(o, b)| o.recv / b.recv.max(1.0))
+            .collect();
+        let what = match (proto, offload) {
+            (Proto::Udp, true) => format!("rtpm-net {proto:?} {size} B, GSO+GRO"),
+            (Proto::Udp, false) => format!("rtpm-net {proto:?} {size} B, no GSO/GRO"),
+            _ => format!("rtpm-net {proto:?} {size} B"),
+        };
+        out.push(row(&what, &ours[i], Some(ratios)));
+    }
+    Ok(out.join("\n"))
+}
+
+fn throughput_header() -> &'static str {
+    "| case | received msg/s (median) | each round | sent msg/s | lost (1 − received/sent) | receiver socket drops/s (SO_MEMINFO; a GRO burst counts once) | received ÷ baseline, median (min–max) |\n|---|---|---|---|---|---|---|"
 }
 
 fn handoff_report(env: &Env, consume: Consume, count: u64) -> Res<String> {
@@ -727,7 +1008,7 @@ fn handoff_report(env: &Env, consume: Consume, count: u64) -> Res<String> {
 
 fn layout_report(env: &Env, count: u64, secs: u64) -> Res<String> {
     let mut out = vec![
-        "| layout (2 threads) | ping-pong p50 µs | p99 µs | p99.9 µs | UDP 64 B msg/s (2 flows) |"
+        "| layout (2 threads) | ping-pong p50 µs | p99 µs | p99.9 µs | UDP 64 B msg/s (2 flows, no GSO/GRO) |"
             .to_string(),
         "|---|---|---|---|---|".to_string(),
     ];
@@ -736,7 +1017,13 @@ fn layout_report(env: &Env, count: u64, secs: u64) -> Res<String> {
         let (h, _) = net_pingpong(env, Proto::Udp, Wait::Park, count, 64, layout, 2)?;
         let l = Lat::of(&h);
         eprintln!("layout {layout:?}: throughput...");
-        let t = net_throughput(env, Proto::Udp, 64, secs, layout, 2, 2)?;
+        let setup = NetSetup {
+            layout,
+            threads: 2,
+            flows: 2,
+            offload: false,
+        };
+        let t = net_throughput(env, Proto::Udp, 64, secs, setup)?.recv;
         out.push(format!(
             "| {layout:?} | {:.1} | {:.1} | {:.1} | {t:.0} |",
             l.p50, l.p99, l.p999
@@ -779,9 +1066,11 @@ fn run(cli: Cli) -> Res<()> {
             transport,
             size,
             seconds,
+            repeat,
         } => format!(
-            "| case | rate | ÷ baseline |\n|---|---|---|\n{}",
-            throughput_report(&env, transport, size as usize, seconds)?
+            "{}\n{}",
+            throughput_header(),
+            throughput_report(&env, transport, size as usize, seconds, repeat)?
         ),
         Cmd::Handoff { consumer, count } => format!(
             "{}\n{}",
@@ -802,10 +1091,12 @@ fn run(cli: Cli) -> Res<()> {
                     s += "\n\n";
                 }
             }
-            s += "#### Throughput, one flow, batched sends\n\n| case | rate | ÷ baseline |\n|---|---|---|\n";
+            s += "#### Throughput, one flow, batched sends\n\n";
+            s += throughput_header();
+            s += "\n";
             for proto in [Proto::Udp, Proto::Tcp] {
                 for size in [64, 1024] {
-                    s += &throughput_report(&env, proto, size, seconds)?;
+                    s += &throughput_report(&env, proto, size, seconds, repeat)?;
                     s += "\n";
                 }
             }

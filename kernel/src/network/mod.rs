@@ -9,10 +9,12 @@
 //! [`NetworkSpec`] (its configuration) starts it through [`NetworkStart`], which admits
 //! the overlay's periodic and sporadic tasks on the runtime's executor like any other.
 //!
-//! This build holds no overlay implementation yet: the driver has not landed. Nothing
-//! here pretends to start one.
+//! The overlay implementation is [`overlay`]: [`overlay::OverlaySpec`] starts an
+//! `rtpm_overlay::driver` and [`overlay::OverlayNetwork`] is its `Network`. The runtime
+//! starts one per `[[overlay]]` section of `node.toml`.
 
 mod mgr;
+pub mod overlay;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +23,8 @@ use rtpm_rt::exec::{Activator, Job, TaskId, TaskOptions, TaskSpec};
 use rtpm_rt::time::Nanos;
 
 pub use mgr::{NetworkMgr, NetworkRef};
+pub use overlay::probe::{PingReport, Probe, ProbeRun, StreamStats};
+pub use overlay::{OverlayNetwork, OverlaySpec, sap_service};
 
 use crate::error::Result;
 use crate::id::{NetworkId, NodeId, ServiceId};
@@ -161,6 +165,143 @@ pub trait Network: Send + Sync {
     /// Leaves the overlay cleanly (an announced leave) and releases its sockets. Its
     /// tasks are removed by the manager afterwards.
     fn leave(&self) -> Result<()>;
+    /// What `rtpm status` shows about the network (`None`: nothing beyond its name).
+    fn report(&self) -> Option<NetworkReport> {
+        None
+    }
+    /// The network's probe port (echo and sequence checks for `rtpm` diagnostics), if
+    /// it has one.
+    fn probe(&self) -> Option<&Probe> {
+        None
+    }
+}
+
+/// One SAP of a network, as `rtpm status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SapReport {
+    /// `c<N>` for class N, `group` for the bootstrap group.
+    pub name: String,
+    /// The QoS class.
+    pub class: u8,
+    /// The bound address.
+    pub address: SocketAddr,
+    /// `best-effort` or `reliable`.
+    pub reliability: &'static str,
+    /// The reactor's priority (0: SCHED_OTHER).
+    pub priority: u8,
+    /// The receive queue's depth.
+    pub queue_depth: u32,
+    /// `io_uring` or `epoll`.
+    pub backend: String,
+    /// Datagrams received.
+    pub received: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Sends the kernel refused.
+    pub send_errors: u64,
+    /// Arrivals dropped because the receive queue was full.
+    pub queue_full: u64,
+    /// Datagrams the kernel dropped at a full socket buffer.
+    pub kernel_drops: u64,
+}
+
+/// Message counters of a network, as `rtpm status` shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MessageCounters {
+    /// Datagrams sent.
+    pub tx_datagrams: u64,
+    /// Datagrams received (before security).
+    pub rx_datagrams: u64,
+    /// Datagrams that passed authentication and the replay window.
+    pub accepted: u64,
+    /// Dropped: bad MAC (wrong key, forgery).
+    pub bad_mac: u64,
+    /// Dropped: replayed.
+    pub replayed: u64,
+    /// Dropped: another overlay's id.
+    pub wrong_overlay: u64,
+    /// Dropped: truncated, oversized or malformed.
+    pub malformed: u64,
+    /// Dropped: a receive queue was full (all SAPs).
+    pub rx_queue_full: u64,
+    /// Dropped: a send queue was full (or the socket refused).
+    pub tx_refused: u64,
+    /// Dropped: the command queue was full (sends refused to the caller).
+    pub commands_refused: u64,
+    /// Messages delivered to ports.
+    pub delivered: u64,
+    /// Messages for a port nothing is attached to.
+    pub unknown_port: u64,
+    /// Messages from nodes the policy does not trust.
+    pub untrusted: u64,
+    /// Reliable retransmissions.
+    pub retransmits: u64,
+    /// Duplicates suppressed.
+    pub duplicates: u64,
+    /// Routed frames dropped for lack of a route.
+    pub unroutable: u64,
+}
+
+/// A cell as `rtpm status` shows it (ids as hex strings: JSON numbers stop at 64 bits).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CellReport {
+    /// The cell's id.
+    pub id: String,
+    /// Its super-peers.
+    pub super_peers: Vec<NodeId>,
+    /// The peers bound to it (as far as this node knows).
+    pub members: Vec<NodeId>,
+    /// The parent cell, unless this is the root.
+    pub parent: Option<String>,
+}
+
+impl CellReport {
+    /// The report of `v`.
+    pub fn of(v: &CellView) -> CellReport {
+        CellReport {
+            id: format!("{:032x}", v.cell),
+            super_peers: v.super_peers.clone(),
+            members: v.members.clone(),
+            parent: v.parent.map(|p| format!("{p:032x}")),
+        }
+    }
+}
+
+/// What `rtpm status` shows about one network.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NetworkReport {
+    /// Its name.
+    pub name: String,
+    /// Its id.
+    pub id: NetworkId,
+    /// This node's address in it (its control SAP).
+    pub address: SocketAddr,
+    /// Peer, super-peer, joining, left.
+    pub role: PeerRole,
+    /// The cell, once joined.
+    pub cell: Option<CellReport>,
+    /// The super-peer this peer is bound to.
+    pub super_peer: Option<NodeId>,
+    /// The parent cell's super-peers.
+    pub parent_members: Vec<NodeId>,
+    /// Child cells (super-peers only).
+    pub children: Vec<String>,
+    /// The cell's depth in the tree (root = 0).
+    pub depth: u8,
+    /// The tree's root cell (hex), once joined.
+    pub root: Option<String>,
+    /// Whether it listens to the bootstrap group (roots do).
+    pub listening: bool,
+    /// Records in this super-peer's discovery index.
+    pub index_records: usize,
+    /// The bootstrap group.
+    pub group: SocketAddr,
+    /// The SAPs.
+    pub saps: Vec<SapReport>,
+    /// Message counters, drops by reason.
+    pub counters: MessageCounters,
+    /// The network's tasks, as the executor names them.
+    pub tasks: Vec<String>,
 }
 
 /// A network's configuration, which can start it.

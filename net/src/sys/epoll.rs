@@ -119,7 +119,7 @@ impl Epoll {
             leader: Claim::new(Leader {
                 ready: Box::new([libc::epoll_event { events: 0, u64: 0 }; WAIT_EVENTS]),
                 sends: SendScratch::new(),
-                sending: Vec::with_capacity(BATCH),
+                sending: Vec::with_capacity(SendScratch::capacity()),
                 conns: (0..nconn)
                     .map(|_| ConnL {
                         fd: None,
@@ -291,14 +291,15 @@ impl Epoll {
             return;
         }
         if let Some(fd) = self.endpoint.fd() {
-            let (sent, refused, calls) = st.sends.flush(fd);
-            core.stats.sent.fetch_add(sent as u64, Ordering::Relaxed);
-            core.stats
-                .send_errors
-                .fetch_add(refused as u64, Ordering::Relaxed);
-            core.stats
-                .submits
-                .fetch_add(calls as u64, Ordering::Relaxed);
+            let f = st.sends.flush(fd);
+            let s = &core.stats;
+            s.sent.fetch_add(f.sent as u64, Ordering::Relaxed);
+            s.send_errors.fetch_add(f.refused as u64, Ordering::Relaxed);
+            s.submits.fetch_add(f.calls as u64, Ordering::Relaxed);
+            s.gso_sends.fetch_add(f.coalesced as u64, Ordering::Relaxed);
+            if let Some(limit) = f.gso_limit {
+                core.narrow_gso(limit, f.gso_refused as u64);
+            }
         }
         for slot in st.sending.drain(..) {
             core.send_free.push(slot);
@@ -410,7 +411,9 @@ impl Epoll {
                 if st.sends.is_full() {
                     self.flush_datagrams(st);
                 }
-                st.sends.add(&core.sendbufs, &slot, len as usize, &to);
+                let gso_max = core.gso_max.load(Ordering::Relaxed);
+                st.sends
+                    .add(&core.sendbufs, &slot, len as usize, &to, gso_max);
                 st.sending.push(slot);
             }
             Intent::SendStream {
@@ -554,14 +557,8 @@ impl Backend for Epoll {
         if !events.is_empty() || core.stopping.load(Ordering::Acquire) {
             return;
         }
-        // 3. Wait: spin, then park.
-        let room = events.capacity() - events.len();
-        let _ = room;
-        let n = self.wait(st, 0);
-        if n > 0 {
-            self.ready(st, n, events);
-            return;
-        }
+        // 3. Wait: spin, then park. (A park goes straight to the blocking wait: a
+        // non-blocking look first would cost one system call more per message.)
         if let Waiting::Spin(budget) = waiting {
             let mut got = 0;
             budget.spin_until(|| {
@@ -617,7 +614,7 @@ impl Backend for Epoll {
                         return;
                     }
                     let want = scratch.taken.len();
-                    let n = match scratch.recv(fd, &core.bufs) {
+                    let n = match scratch.recv(fd, &core.bufs, core.gro) {
                         Ok(n) => n,
                         Err(e) => {
                             tracing::warn!(sap = %core.name, "recvmmsg: {e}");
@@ -629,11 +626,6 @@ impl Backend for Epoll {
                     let mut bufs = scratch.taken.drain(..);
                     for info in infos.into_iter().take(n).flatten() {
                         let Some(buf) = bufs.next() else { break };
-                        if let Some(d) = info.drops {
-                            core.stats
-                                .kernel_drops
-                                .fetch_max(u64::from(d), Ordering::Relaxed);
-                        }
                         sink(Completion::Datagram {
                             buf,
                             off: 0,
@@ -642,6 +634,7 @@ impl Backend for Epoll {
                                 .from
                                 .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
                             truncated: info.truncated,
+                            seg: info.seg.map_or(0, usize::from),
                         });
                     }
                     // Buffers the batch did not use never left user space.

@@ -307,6 +307,32 @@ mod tests {
     }
 
     #[test]
+    fn a_split_buffer_comes_back_once_after_its_last_lease() {
+        // A GRO burst: a carrier lease, 64 segment leases, released in a scrambled order.
+        let b = Buffers::new(2, 65536, "t").unwrap();
+        // SAFETY: a fresh region; buffer 1 was never given to anyone.
+        let carrier = b.freeze(unsafe { b.assume_owned(1) }, 44, 64 * 100);
+        let segs: Vec<Lease> = (0..64)
+            .map(|i| b.share(&carrier, 44 + i * 100, 100))
+            .collect();
+        assert!(
+            b.release(carrier).unwrap().is_none(),
+            "segments still hold it"
+        );
+        let mut segs: Vec<Option<Lease>> = segs.into_iter().map(Some).collect();
+        let mut back = 0;
+        for k in 0..64 {
+            let l = segs[(k * 37 + 5) % 64].take().expect("each released once");
+            assert_eq!(l.len(), 100);
+            if let Some(o) = b.release(l).unwrap() {
+                assert_eq!((o.bid(), k), (1, 63), "only the last release returns it");
+                back += 1;
+            }
+        }
+        assert_eq!(back, 1);
+    }
+
+    #[test]
     fn a_lease_of_another_region_is_refused() {
         let a = Buffers::new(2, 64, "a").unwrap();
         let b = Buffers::new(2, 64, "b").unwrap();

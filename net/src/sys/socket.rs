@@ -92,8 +92,31 @@ fn storage_bytes(st: &libc::sockaddr_storage, len: libc::socklen_t) -> &[u8] {
     unsafe { std::slice::from_raw_parts((st as *const libc::sockaddr_storage).cast(), len) }
 }
 
-/// The SO_RXQ_OVFL count in a control-message buffer, if present.
-pub(crate) fn rxq_ovfl(ctrl: &[u8]) -> Option<u32> {
+// Linux socket options the libc crate does not name on every target.
+const SOL_UDP: i32 = 17;
+/// UDP GSO: the segment size of a send (cmsg) or of every send (socket option).
+const UDP_SEGMENT: i32 = 103;
+/// UDP GRO: deliver coalesced datagrams of one flow as one buffer, with their size.
+const UDP_GRO: i32 = 104;
+const SO_MEMINFO: i32 = 55;
+const SK_MEMINFO_VARS: usize = 9;
+const SK_MEMINFO_DROPS: usize = 8;
+#[cfg(feature = "fault-injection")]
+const SO_NO_CHECK: i32 = 11;
+
+/// Datagrams one GSO send carries at most (the kernel's `UDP_MAX_SEGMENTS` is 64 before
+/// Linux 6.9 and 128 since).
+pub(crate) const MAX_SEGMENTS: usize = 64;
+/// UDP payload one GSO send carries at most (an IPv4 datagram's limit).
+pub(crate) const GSO_MAX_BYTES: usize = 65507;
+/// Space for one `int`-sized control message (CMSG_SPACE(4)): the UDP_GRO segment size.
+pub(crate) const GRO_CTRL_LEN: usize = 24;
+/// Space for the UDP_SEGMENT control message of a GSO send (CMSG_SPACE(2)).
+pub(crate) const GSO_CTRL_LEN: usize = 24;
+
+/// The UDP_GRO segment size in a control-message buffer, if present: the received
+/// buffer holds datagrams of that size back to back (the last may be shorter).
+pub(crate) fn gro_segment(ctrl: &[u8]) -> Option<u16> {
     // struct cmsghdr { size_t len; int level; int type; } then data, 8-byte aligned.
     let hdr = size_of::<usize>() + 8;
     let mut pos = 0;
@@ -104,18 +127,72 @@ pub(crate) fn rxq_ovfl(ctrl: &[u8]) -> Option<u32> {
         if len < hdr {
             return None;
         }
-        if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL && pos + hdr + 4 <= ctrl.len() {
-            return Some(u32::from_ne_bytes(
-                ctrl[pos + hdr..pos + hdr + 4].try_into().ok()?,
-            ));
+        if level == SOL_UDP && kind == UDP_GRO && pos + hdr + 4 <= ctrl.len() {
+            let seg = i32::from_ne_bytes(ctrl[pos + hdr..pos + hdr + 4].try_into().ok()?);
+            return u16::try_from(seg).ok().filter(|s| *s > 0);
         }
         pos += len.div_ceil(8) * 8;
     }
     None
 }
 
-/// Space for one SO_RXQ_OVFL control message (CMSG_SPACE(4)).
-pub(crate) const CTRL_LEN: usize = 24;
+/// Writes the UDP_SEGMENT control message of a GSO send of `seg`-byte segments into
+/// `buf`; returns its length (CMSG_SPACE(2)).
+pub(crate) fn gso_cmsg(buf: &mut [u64; 3], seg: u16) -> usize {
+    // cmsghdr: cmsg_len = CMSG_LEN(2) = 18, cmsg_level, cmsg_type; then the u16.
+    buf[0] = (size_of::<usize>() + 8 + 2) as u64;
+    buf[1] = u64::from(SOL_UDP as u32) | (u64::from(UDP_SEGMENT as u32) << 32);
+    buf[2] = u64::from(seg);
+    GSO_CTRL_LEN
+}
+
+/// Whether the kernel offers UDP GSO on this socket (reads `UDP_SEGMENT`, which changes
+/// nothing; Linux 4.18+).
+pub(crate) fn gso_supported(fd: RawFd) -> bool {
+    let mut v: i32 = 0;
+    let mut len = size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live and writable; len holds v's size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_UDP,
+            UDP_SEGMENT,
+            (&mut v as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    rc == 0
+}
+
+/// Turns UDP GRO on for a socket (Linux 5.0+): received datagrams of one flow may arrive
+/// coalesced in one buffer, with a UDP_GRO control message giving their size.
+pub(crate) fn enable_gro(fd: RawFd) -> io::Result<()> {
+    setopt(fd, SOL_UDP, UDP_GRO, 1i32)
+}
+
+/// Datagrams the kernel dropped at this socket (full receive buffer), from SO_MEMINFO.
+pub(crate) fn kernel_drops(fd: RawFd) -> Option<u64> {
+    let mut v = [0u32; SK_MEMINFO_VARS];
+    let mut len = size_of::<[u32; SK_MEMINFO_VARS]>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live and writable; len holds v's size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            v.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len as usize > SK_MEMINFO_DROPS * 4).then(|| u64::from(v[SK_MEMINFO_DROPS]))
+}
+
+/// Turns UDP checksums off for a socket's sends (SO_NO_CHECK), under which the kernel
+/// refuses every GSO send with EINVAL: the fault that exercises the GSO fallback.
+#[cfg(feature = "fault-injection")]
+pub(crate) fn refuse_gso(fd: RawFd) -> io::Result<()> {
+    setopt(fd, libc::SOL_SOCKET, SO_NO_CHECK, 1i32)
+}
 
 fn setopt<T>(fd: RawFd, level: i32, name: i32, v: T) -> io::Result<()> {
     // SAFETY: passes a pointer to a live `T` and its exact size; the kernel copies it.
@@ -256,7 +333,7 @@ fn domain(addr: &SocketAddr) -> i32 {
     }
 }
 
-/// A bound, non-blocking UDP socket with the QoS options and drop counting on.
+/// A bound, non-blocking UDP socket with the QoS options.
 pub(crate) fn udp(
     addr: &SocketAddr,
     o: &SockOpts,
@@ -264,14 +341,6 @@ pub(crate) fn udp(
 ) -> Result<(OwnedFd, Vec<String>), Error> {
     let fd = new_socket(domain(addr), libc::SOCK_DGRAM, what)?;
     let warnings = apply_opts(fd.as_raw_fd(), addr.is_ipv6(), o, what)?;
-    setopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1i32).map_err(|e| {
-        Error::os_from(
-            "setsockopt",
-            &format!("SO_RXQ_OVFL on {what}"),
-            e,
-            "needs Linux 2.6.33 or later",
-        )
-    })?;
     bind(fd.as_raw_fd(), addr, what)?;
     Ok((fd, warnings))
 }
@@ -535,7 +604,7 @@ pub(crate) struct RecvScratch {
     hdrs: [libc::mmsghdr; BATCH],
     iov: [libc::iovec; BATCH],
     names: [libc::sockaddr_storage; BATCH],
-    ctrl: [[u64; CTRL_LEN / 8 + 1]; BATCH],
+    ctrl: [[u64; GRO_CTRL_LEN / 8]; BATCH],
     /// The buffers of the batch in flight.
     pub taken: Vec<Owned>,
 }
@@ -545,12 +614,13 @@ pub(crate) struct RecvScratch {
 // pool thread that owns it is sound.
 unsafe impl Send for RecvScratch {}
 
-/// One received datagram of a batch.
+/// One received datagram (or GRO burst of datagrams) of a batch.
 pub(crate) struct Received {
     pub len: usize,
     pub from: Option<SocketAddr>,
-    pub drops: Option<u32>,
     pub truncated: bool,
+    /// GRO: the buffer holds datagrams of this size back to back.
+    pub seg: Option<u16>,
 }
 
 impl RecvScratch {
@@ -563,14 +633,15 @@ impl RecvScratch {
             iov: unsafe { zeroed() },
             // SAFETY: as above.
             names: unsafe { zeroed() },
-            ctrl: [[0; CTRL_LEN / 8 + 1]; BATCH],
+            ctrl: [[0; GRO_CTRL_LEN / 8]; BATCH],
             taken: Vec::with_capacity(BATCH),
         })
     }
 
-    /// Receives up to `self.taken.len()` datagrams into the taken buffers. Returns how
-    /// many arrived (0 when none is pending).
-    pub(crate) fn recv(&mut self, fd: RawFd, bufs: &Buffers) -> io::Result<usize> {
+    /// Receives up to `self.taken.len()` datagrams into the taken buffers, with room for
+    /// a UDP_GRO control message when `gro`. Returns how many arrived (0 when none is
+    /// pending).
+    pub(crate) fn recv(&mut self, fd: RawFd, bufs: &Buffers, gro: bool) -> io::Result<usize> {
         let n = self.taken.len().min(BATCH);
         for i in 0..n {
             self.iov[i] = libc::iovec {
@@ -583,8 +654,10 @@ impl RecvScratch {
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut self.iov[i];
             h.msg_iovlen = 1;
-            h.msg_control = self.ctrl[i].as_mut_ptr().cast();
-            h.msg_controllen = CTRL_LEN;
+            if gro {
+                h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+                h.msg_controllen = GRO_CTRL_LEN;
+            }
             self.hdrs[i] = libc::mmsghdr {
                 msg_hdr: h,
                 msg_len: 0,
@@ -615,7 +688,11 @@ impl RecvScratch {
     /// Details of datagram `i` of the last batch.
     pub(crate) fn received(&self, i: usize) -> Received {
         let h = &self.hdrs[i].msg_hdr;
-        let ctrl_len = (h.msg_controllen).min(CTRL_LEN);
+        let ctrl_len = if h.msg_control.is_null() {
+            0
+        } else {
+            h.msg_controllen.min(GRO_CTRL_LEN)
+        };
         let ctrl = &self.ctrl[i];
         // SAFETY: views the control array of this scratch as bytes, within its size.
         let ctrl_bytes =
@@ -623,18 +700,62 @@ impl RecvScratch {
         Received {
             len: self.hdrs[i].msg_len as usize,
             from: from_sockaddr_bytes(storage_bytes(&self.names[i], h.msg_namelen)),
-            drops: rxq_ovfl(ctrl_bytes),
             truncated: h.msg_flags & libc::MSG_TRUNC != 0,
+            seg: gro_segment(ctrl_bytes),
         }
     }
 }
 
-/// Per-leader arrays for one sendmmsg batch.
+/// What one [`SendScratch::flush`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Flushed {
+    /// Datagrams the kernel took.
+    pub sent: usize,
+    /// Datagrams it refused (e.g. EAGAIN at a full socket buffer): UDP promises no
+    /// delivery, so they are counted and dropped.
+    pub refused: usize,
+    /// System calls made.
+    pub calls: usize,
+    /// Messages that carried several datagrams (GSO).
+    pub coalesced: usize,
+    /// GSO sends the kernel refused; their datagrams went out one by one.
+    pub gso_refused: usize,
+    /// After a refusal: the largest segment size GSO may still be used for (0: none).
+    pub gso_limit: Option<u32>,
+}
+
+/// What the kernel's refusal of a GSO send of `seg`-byte segments means for later ones:
+/// the largest segment size still worth trying (0: GSO is off for this socket), or `None`
+/// when the error is not about GSO.
+pub(crate) fn gso_refusal(errno: i32, seg: u32) -> Option<u32> {
+    match errno {
+        // The segment does not fit the path MTU: smaller ones may.
+        libc::EMSGSIZE => Some(seg.saturating_sub(1)),
+        // No checksum offload on the route's device (EIO), checksums off or a kernel
+        // refusing the option (EINVAL, ENOPROTOOPT): no GSO on this socket.
+        libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP => Some(0),
+        _ => None,
+    }
+}
+
+/// Per-leader arrays for one sendmmsg batch. Runs of equal-size datagrams to one
+/// destination are coalesced into one message with a UDP_SEGMENT control message (GSO)
+/// when the caller allows it; the kernel splits them back into datagrams.
 pub(crate) struct SendScratch {
     hdrs: [libc::mmsghdr; BATCH],
-    iov: [libc::iovec; BATCH],
     names: [libc::sockaddr_storage; BATCH],
+    ctrl: [[u64; 3]; BATCH],
+    /// Each message's destination, segment size, and whether a shorter datagram closed it.
+    to: [Option<SocketAddr>; BATCH],
+    seg: [u32; BATCH],
+    closed: [bool; BATCH],
+    /// The iovecs of all messages, in order: a message's iovecs are contiguous because
+    /// only the last message grows.
+    iov: Box<[libc::iovec]>,
+    /// Where each message's iovecs start.
+    first: [usize; BATCH],
     n: usize,
+    niov: usize,
 }
 
 // SAFETY: as for `RecvScratch`: the pointers are only meaningful during `flush`.
@@ -647,50 +768,124 @@ impl SendScratch {
             // SAFETY: plain C structs; all-zero is valid.
             hdrs: unsafe { zeroed() },
             // SAFETY: as above.
-            iov: unsafe { zeroed() },
-            // SAFETY: as above.
             names: unsafe { zeroed() },
+            ctrl: [[0; 3]; BATCH],
+            to: [None; BATCH],
+            seg: [0; BATCH],
+            closed: [false; BATCH],
+            iov: (0..BATCH * MAX_SEGMENTS)
+                .map(|_| libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
+            first: [0; BATCH],
             n: 0,
+            niov: 0,
         })
     }
 
-    /// Whether the batch is full.
-    pub(crate) fn is_full(&self) -> bool {
-        self.n == BATCH
+    /// Datagrams one batch holds at most.
+    pub(crate) fn capacity() -> usize {
+        BATCH * MAX_SEGMENTS
     }
 
-    /// Adds a datagram: `len` bytes of send slot `slot` to `to`.
-    pub(crate) fn add(&mut self, bufs: &Buffers, slot: &Owned, len: usize, to: &SocketAddr) {
-        let i = self.n;
-        if i >= BATCH {
+    /// Whether the batch may not take another datagram.
+    pub(crate) fn is_full(&self) -> bool {
+        self.n == BATCH || self.niov == self.iov.len()
+    }
+
+    /// Adds a datagram: `len` bytes of send slot `slot` to `to`. It joins the last message
+    /// (GSO) when that goes to `to` in segments of `len` bytes (or `len` is shorter, which
+    /// closes it), `len` is at most `gso_max`, and the limits allow. The caller checks
+    /// `is_full` first.
+    pub(crate) fn add(
+        &mut self,
+        bufs: &Buffers,
+        slot: &Owned,
+        len: usize,
+        to: &SocketAddr,
+        gso_max: u32,
+    ) {
+        if self.is_full() {
             return;
         }
-        let (st, sl) = to_sockaddr(to);
-        self.names[i] = st;
-        self.iov[i] = libc::iovec {
+        let piece = libc::iovec {
             iov_base: bufs.addr(slot.bid()).cast(),
             iov_len: len,
         };
+        if let Some(last) = self.n.checked_sub(1) {
+            let count = self.niov - self.first[last];
+            let seg = self.seg[last] as usize;
+            let joins = self.to[last] == Some(*to)
+                && !self.closed[last]
+                && len > 0
+                && len <= seg
+                && seg <= gso_max as usize
+                && count < MAX_SEGMENTS
+                && seg * count + len <= GSO_MAX_BYTES;
+            if joins {
+                self.iov[self.niov] = piece;
+                self.niov += 1;
+                self.closed[last] = len < seg;
+                return;
+            }
+        }
+        let i = self.n;
+        self.to[i] = Some(*to);
+        self.seg[i] = len as u32;
+        self.closed[i] = false;
+        self.first[i] = self.niov;
+        self.iov[self.niov] = piece;
+        self.niov += 1;
+        self.n += 1;
+    }
+
+    /// Builds message `i`'s header (pointers into this scratch).
+    fn header(&mut self, i: usize) {
+        let count = self.end(i) - self.first[i];
+        let (st, sl) = match self.to[i] {
+            Some(to) => to_sockaddr(&to),
+            // SAFETY: zeroed sockaddr_storage is valid (never reached: every message has a
+            // destination).
+            None => (unsafe { zeroed() }, 0),
+        };
+        self.names[i] = st;
         // SAFETY: zeroed msghdr is valid; fields are set below.
         let mut h: libc::msghdr = unsafe { zeroed() };
         h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
         h.msg_namelen = sl;
-        h.msg_iov = &mut self.iov[i];
-        h.msg_iovlen = 1;
+        h.msg_iov = &mut self.iov[self.first[i]];
+        h.msg_iovlen = count;
+        if count > 1 {
+            h.msg_controllen = gso_cmsg(&mut self.ctrl[i], self.seg[i] as u16);
+            h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+        }
         self.hdrs[i] = libc::mmsghdr {
             msg_hdr: h,
             msg_len: 0,
         };
-        self.n += 1;
     }
 
-    /// Sends the batch with sendmmsg, retrying the rest after a partial send. Returns
-    /// `(sent, refused, calls)`; the batch is empty afterwards. A datagram the kernel
-    /// refuses (e.g. EAGAIN at a full socket buffer) is skipped: UDP promises no delivery.
-    pub(crate) fn flush(&mut self, fd: RawFd) -> (usize, usize, usize) {
-        let (mut done, mut refused, mut calls) = (0, 0, 0);
+    fn end(&self, i: usize) -> usize {
+        if i + 1 < self.n {
+            self.first[i + 1]
+        } else {
+            self.niov
+        }
+    }
+
+    /// Sends the batch with sendmmsg, retrying the rest after a partial send. A GSO
+    /// message the kernel refuses goes out again one datagram per system call; other
+    /// refusals drop the message's datagrams (counted). The batch is empty afterwards.
+    pub(crate) fn flush(&mut self, fd: RawFd) -> Flushed {
+        let mut f = Flushed::default();
+        for i in 0..self.n {
+            self.header(i);
+        }
+        let mut done = 0;
         while done < self.n {
-            calls += 1;
+            f.calls += 1;
             // SAFETY: headers `done..n` point at this scratch's arrays and at send slots
             // the leader owns until this returns; sendmmsg only reads them.
             let rc = unsafe {
@@ -701,16 +896,51 @@ impl SendScratch {
                     libc::MSG_DONTWAIT,
                 )
             };
-            if rc <= 0 {
-                done += 1;
-                refused += 1;
+            if rc > 0 {
+                for i in done..done + rc as usize {
+                    let count = self.end(i) - self.first[i];
+                    f.sent += count;
+                    f.coalesced += usize::from(count > 1);
+                }
+                done += rc as usize;
                 continue;
             }
-            done += rc as usize;
+            // The message at `done` failed.
+            let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            let count = self.end(done) - self.first[done];
+            match gso_refusal(errno, self.seg[done]).filter(|_| count > 1) {
+                Some(limit) => {
+                    f.gso_refused += 1;
+                    f.gso_limit = Some(f.gso_limit.map_or(limit, |l| l.min(limit)));
+                    for k in self.first[done]..self.end(done) {
+                        f.calls += 1;
+                        if self.send_one(fd, done, k) {
+                            f.sent += 1;
+                        } else {
+                            f.refused += 1;
+                        }
+                    }
+                }
+                None => f.refused += count,
+            }
+            done += 1;
         }
-        let sent = self.n - refused;
         self.n = 0;
-        (sent, refused, calls)
+        self.niov = 0;
+        f
+    }
+
+    /// Sends iovec `k` of message `i` alone.
+    fn send_one(&mut self, fd: RawFd, i: usize, k: usize) -> bool {
+        // SAFETY: zeroed msghdr is valid; fields are set below.
+        let mut h: libc::msghdr = unsafe { zeroed() };
+        h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+        h.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
+        h.msg_iov = &mut self.iov[k];
+        h.msg_iovlen = 1;
+        // SAFETY: `h` points at this scratch's name and iovec, and the iovec at a send
+        // slot the leader owns until this returns; sendmsg only reads them.
+        unsafe { libc::sendmsg(fd, &h, libc::MSG_DONTWAIT) >= 0 }
     }
 }
 
@@ -728,13 +958,87 @@ mod tests {
     }
 
     #[test]
-    fn the_drop_count_is_found_in_a_control_buffer() {
+    fn the_gro_segment_size_is_found_in_a_control_buffer() {
         let mut c = vec![0u8; 24];
         c[..8].copy_from_slice(&20usize.to_ne_bytes());
-        c[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        c[8..12].copy_from_slice(&SOL_UDP.to_ne_bytes());
+        c[12..16].copy_from_slice(&UDP_GRO.to_ne_bytes());
+        c[16..20].copy_from_slice(&1200i32.to_ne_bytes());
+        assert_eq!(gro_segment(&c), Some(1200));
+        assert_eq!(gro_segment(&c[..10]), None);
         c[12..16].copy_from_slice(&libc::SO_RXQ_OVFL.to_ne_bytes());
-        c[16..20].copy_from_slice(&7u32.to_ne_bytes());
-        assert_eq!(rxq_ovfl(&c), Some(7));
-        assert_eq!(rxq_ovfl(&c[..10]), None);
+        assert_eq!(
+            gro_segment(&c),
+            None,
+            "another option is not a segment size"
+        );
+    }
+
+    #[test]
+    fn the_gso_control_message_has_the_kernel_layout() {
+        let mut b = [0u64; 3];
+        assert_eq!(gso_cmsg(&mut b, 1200), 24);
+        // SAFETY: views a live [u64; 3] as its 24 bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<u8>(), 24) };
+        assert_eq!(usize::from_ne_bytes(bytes[..8].try_into().unwrap()), 18);
+        assert_eq!(
+            i32::from_ne_bytes(bytes[8..12].try_into().unwrap()),
+            SOL_UDP
+        );
+        assert_eq!(
+            i32::from_ne_bytes(bytes[12..16].try_into().unwrap()),
+            UDP_SEGMENT
+        );
+        assert_eq!(u16::from_ne_bytes(bytes[16..18].try_into().unwrap()), 1200);
+    }
+
+    fn slots(n: u32) -> (Buffers, Vec<Owned>) {
+        let b = Buffers::new(n, 256, "t").unwrap();
+        // SAFETY: a fresh region; no slot was given to anyone.
+        let v = (0..n)
+            .map(|i| unsafe { b.assume_owned(i as u16) })
+            .collect();
+        (b, v)
+    }
+
+    #[test]
+    fn runs_of_equal_datagrams_to_one_peer_coalesce() {
+        let (b, s) = slots(8);
+        let (x, y): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let mut sc = SendScratch::new();
+        for (slot, (len, to)) in s.iter().zip([
+            (100, x),
+            (100, x),
+            (60, x), // shorter: joins and closes the message
+            (100, x),
+            (100, y),
+            (90, y), // shorter, closes
+            (90, y),
+            (90, y),
+        ]) {
+            sc.add(&b, slot, len, &to, u32::MAX);
+        }
+        assert_eq!(sc.n, 4);
+        assert_eq!(
+            (0..4).map(|i| sc.end(i) - sc.first[i]).collect::<Vec<_>>(),
+            [3, 1, 2, 2]
+        );
+        // With GSO off (limit 0) nothing coalesces.
+        let mut off = SendScratch::new();
+        for slot in &s {
+            off.add(&b, slot, 100, &x, 0);
+        }
+        assert_eq!(off.n, 8);
+    }
+
+    #[test]
+    fn refusals_that_concern_gso_lower_its_limit() {
+        assert_eq!(gso_refusal(libc::EMSGSIZE, 1500), Some(1499));
+        assert_eq!(gso_refusal(libc::EIO, 1500), Some(0));
+        assert_eq!(gso_refusal(libc::EINVAL, 64), Some(0));
+        assert_eq!(gso_refusal(libc::EAGAIN, 64), None);
     }
 }

@@ -39,7 +39,9 @@ use crate::sys::Endpoint;
 use crate::sys::claim::Claim;
 use crate::sys::probe::{MemlockBudget, explain_setup_error, on_own_thread};
 use crate::sys::region::Owned;
-use crate::sys::socket::{self, CTRL_LEN, RecvScratch, SockOpts};
+use crate::sys::socket::{
+    self, GRO_CTRL_LEN, GSO_MAX_BYTES, MAX_SEGMENTS, RecvScratch, SockOpts, gso_refusal,
+};
 
 const K_DGRAM: u64 = 1;
 const K_ACCEPT: u64 = 2;
@@ -48,6 +50,7 @@ const K_SEND: u64 = 4;
 const K_SEND_STREAM: u64 = 5;
 const K_BELL: u64 = 6;
 const K_CANCEL: u64 = 7;
+const K_GSO: u64 = 8;
 
 fn ud(kind: u64, idx: u32) -> u64 {
     (kind << 32) | u64::from(idx)
@@ -135,11 +138,27 @@ impl Drop for BufRing {
     }
 }
 
-/// A UDP send in flight: what the kernel reads until its completion.
+/// A UDP send of one datagram in flight: the destination the kernel reads (a `SEND`
+/// with an address: no msghdr or iovec to copy in).
 struct SendMeta {
-    msg: libc::msghdr,
-    iov: libc::iovec,
     name: libc::sockaddr_storage,
+    nlen: libc::socklen_t,
+}
+
+/// A GSO send: datagrams of equal size (the last maybe shorter) in several send slots,
+/// to one destination, in one `SENDMSG` with a UDP_SEGMENT control message. While it is
+/// built and until its completion, the kernel-bound slots are named only here.
+struct Group {
+    msg: libc::msghdr,
+    name: libc::sockaddr_storage,
+    ctrl: [u64; 3],
+    iov: Box<[libc::iovec; MAX_SEGMENTS]>,
+    bids: [u16; MAX_SEGMENTS],
+    n: usize,
+    seg: u32,
+    to: SocketAddr,
+    /// A shorter datagram ended it.
+    closed: bool,
 }
 
 /// Transmit state of one connection.
@@ -178,8 +197,31 @@ struct Leader {
     bell_buf: Box<u64>,
     conns: Box<[ConnL]>,
     sends: Box<[SendMeta]>,
+    groups: Box<[Group]>,
+    group_free: Vec<u16>,
+    /// The group being built from queued datagrams (sent at the end of the batch).
+    open: Option<u16>,
+    /// A GSO send has succeeded on this socket. Until one has, a GSO send goes alone: the
+    /// datagrams after it wait (`deferred`) for its completion, so a refusal — resent one
+    /// by one — cannot reorder them.
+    gso_confirmed: bool,
+    /// An unconfirmed GSO send is in flight.
+    gso_probe: bool,
+    /// The datagram that waits for the unconfirmed GSO send's completion.
+    deferred: Option<(Owned, u32, SocketAddr)>,
     /// Operations awaiting their last completion.
     inflight: u64,
+    /// Single-datagram sends queued in the SQ since the last `io_uring_enter`: each posts
+    /// its completion inside the enter that submits it (`MSG_DONTWAIT`: a full socket
+    /// buffer refuses the datagram at once, as on the epoll backend, rather than parking
+    /// the send), so a leader that submits them and then waits must wait for that many
+    /// completions plus one, or the enter returns at once with nothing to do and a second
+    /// enter does the waiting (one system call more per reply). Nothing waits on these
+    /// completions but slot recycling and the counters (a sender out of slots, or a stats
+    /// reader, wakes the leader). GSO and stream sends are not counted: a refused GSO send
+    /// is resent, and a connection's next frames (or the rest of a partial send) wait for
+    /// the previous send, so their completions must end the wait.
+    sq_sends: u32,
     /// Completions harvested but not yet handled (when `events` filled up).
     backlog: Vec<(u64, i32, u32)>,
 }
@@ -199,8 +241,9 @@ pub(crate) struct Uring {
     finished: std::sync::atomic::AtomicBool,
 }
 
-// SAFETY: the raw pointers in `msg`, `Leader::sends`, `Tx::msg/iov` point into heap
-// allocations owned by this value; they are written only by the leader (under the
+// SAFETY: the raw pointers in `msg`, `Leader::groups` (msghdr, iovecs, control) and
+// `Tx::msg/iov` point into heap allocations owned by this value (boxed slices that never
+// move); they are written only by the leader (under the
 // `Claim`) and read by the kernel. Nothing else dereferences them.
 unsafe impl Send for Uring {}
 // SAFETY: see `Send`; shared access goes through `Claim` (leader state) or atomics (core).
@@ -341,7 +384,7 @@ impl Uring {
         bufring.publish(tail);
         let mut msg = Box::new(empty_msghdr());
         msg.msg_namelen = NAME_LEN as libc::socklen_t;
-        msg.msg_controllen = CTRL_LEN;
+        msg.msg_controllen = if core.gro { GRO_CTRL_LEN } else { 0 };
         let conns =
             (0..nconn)
                 .map(|_| ConnL {
@@ -367,13 +410,29 @@ impl Uring {
                 .collect();
         let sends = (0..core.sendbufs.count())
             .map(|_| SendMeta {
-                msg: empty_msghdr(),
-                iov: libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                },
                 // SAFETY: zeroed sockaddr_storage is valid.
                 name: unsafe { zeroed() },
+                nlen: 0,
+            })
+            .collect();
+        let ngroups = core.sendbufs.count().min(64) as u16;
+        let groups = (0..ngroups)
+            .map(|_| Group {
+                msg: empty_msghdr(),
+                // SAFETY: zeroed sockaddr_storage is valid.
+                name: unsafe { zeroed() },
+                ctrl: [0; 3],
+                iov: Box::new(
+                    [libc::iovec {
+                        iov_base: std::ptr::null_mut(),
+                        iov_len: 0,
+                    }; MAX_SEGMENTS],
+                ),
+                bids: [0; MAX_SEGMENTS],
+                n: 0,
+                seg: 0,
+                to: SocketAddr::from(([0, 0, 0, 0], 0)),
+                closed: false,
             })
             .collect();
         let leader = Leader {
@@ -388,7 +447,14 @@ impl Uring {
             bell_buf: Box::new(0),
             conns,
             sends,
+            groups,
+            group_free: (0..ngroups).rev().collect(),
+            open: None,
+            gso_confirmed: false,
+            gso_probe: false,
+            deferred: None,
             inflight: 0,
+            sq_sends: 0,
             backlog: Vec::with_capacity(HARVEST),
         };
         let this = Uring {
@@ -421,12 +487,13 @@ impl Uring {
         loop {
             // SAFETY: every entry built by this backend points only at memory that lives
             // until its completion: the msghdr template and bell buffer (boxed, owned by
-            // self), send metadata and tx iovecs (boxed in `Leader`, untouched until the
-            // completion), buffers owned by the kernel until their completion.
+            // self), send addresses, GSO groups and tx iovecs (boxed in `Leader`, untouched
+            // until the completion), buffers owned by the kernel until their completion.
             let pushed = unsafe { st.ring.submission().push(&e) };
             if pushed.is_ok() {
                 return;
             }
+            st.sq_sends = 0;
             if let Err(err) = st.ring.submit() {
                 tracing::warn!(sap = %self.core.name, "io_uring submit failed: {err}");
                 return;
@@ -439,6 +506,7 @@ impl Uring {
             return;
         }
         Counters::inc(&self.core.stats.submits);
+        st.sq_sends = 0;
         if let Err(e) = st.ring.submit() {
             tracing::warn!(sap = %self.core.name, "io_uring submit failed: {e}");
         }
@@ -601,10 +669,17 @@ impl Uring {
             .user_data(ud(K_SEND_STREAM, conn));
         self.push(st, e);
         st.inflight += 1;
+        core.conns[conn as usize]
+            .tx_busy
+            .store(true, Ordering::SeqCst);
     }
 
     fn tx_done(&self, st: &mut Leader, conn: u32, res: i32) {
         let core = &*self.core;
+        // Before anything else: frames queued from now on must wake us if we park.
+        core.conns[conn as usize]
+            .tx_busy
+            .store(false, Ordering::SeqCst);
         let c = &mut st.conns[conn as usize];
         let n = std::mem::take(&mut c.tx.inflight);
         if res < 0 {
@@ -666,24 +741,7 @@ impl Uring {
                     Counters::inc(&core.stats.send_errors);
                     return;
                 }
-                let bid = core.bufs_send_to_kernel(slot);
-                let m = &mut st.sends[bid as usize];
-                let (name, nlen) = socket::to_sockaddr(&to);
-                m.name = name;
-                m.iov = libc::iovec {
-                    iov_base: core.sendbufs.addr(bid).cast(),
-                    iov_len: len as usize,
-                };
-                m.msg = empty_msghdr();
-                m.msg.msg_name = (&mut m.name as *mut libc::sockaddr_storage).cast();
-                m.msg.msg_namelen = nlen;
-                m.msg.msg_iov = &mut m.iov;
-                m.msg.msg_iovlen = 1;
-                let e = opcode::SendMsg::new(types::Fixed(0), &m.msg)
-                    .build()
-                    .user_data(ud(K_SEND, u32::from(bid)));
-                self.push(st, e);
-                st.inflight += 1;
+                self.queue_datagram(st, slot, len, to);
             }
             Intent::SendStream {
                 slot,
@@ -733,6 +791,147 @@ impl Uring {
                 self.try_finalize(st, conn);
             }
             Intent::Adopt { conn, fd } => self.adopt(st, conn, fd),
+        }
+    }
+
+    /// Queues a datagram: it joins the open GSO group when that goes to `to` in segments
+    /// of at least `len` bytes and the limits allow, or starts one; without GSO (or a free
+    /// group) it goes alone.
+    fn queue_datagram(&self, st: &mut Leader, slot: Owned, len: u32, to: SocketAddr) {
+        let core = &*self.core;
+        let gso_max = core.gso_max.load(Ordering::Relaxed);
+        let l = len as usize;
+        let joins = st.open.is_some_and(|g| {
+            let grp = &st.groups[g as usize];
+            let seg = grp.seg as usize;
+            grp.to == to
+                && !grp.closed
+                && l > 0
+                && l <= seg
+                && grp.seg <= gso_max
+                && grp.n < MAX_SEGMENTS
+                && seg * grp.n + l <= GSO_MAX_BYTES
+        });
+        if !joins {
+            self.flush_group(st);
+            if st.gso_probe {
+                st.deferred = Some((slot, len, to));
+                return;
+            }
+        }
+        let bid = core.bufs_send_to_kernel(slot);
+        if let Some(g) = st.open {
+            // It joins (a group still open after the flush above is one it joins).
+            let grp = &mut st.groups[g as usize];
+            grp.iov[grp.n] = libc::iovec {
+                iov_base: core.sendbufs.addr(bid).cast(),
+                iov_len: l,
+            };
+            grp.bids[grp.n] = bid;
+            grp.n += 1;
+            grp.closed = l < grp.seg as usize;
+            if grp.closed || grp.n == MAX_SEGMENTS {
+                self.flush_group(st);
+            }
+            return;
+        }
+        if l > 0
+            && len <= gso_max
+            && let Some(g) = st.group_free.pop()
+        {
+            let grp = &mut st.groups[g as usize];
+            grp.iov[0] = libc::iovec {
+                iov_base: core.sendbufs.addr(bid).cast(),
+                iov_len: l,
+            };
+            grp.bids[0] = bid;
+            grp.n = 1;
+            grp.seg = len;
+            grp.to = to;
+            grp.closed = false;
+            st.open = Some(g);
+            return;
+        }
+        self.send_single(st, bid, len, &to);
+    }
+
+    /// Submits the open group: one `SENDMSG` with UDP_SEGMENT, or a plain send for one.
+    fn flush_group(&self, st: &mut Leader) {
+        let Some(g) = st.open.take() else {
+            return;
+        };
+        let grp = &mut st.groups[g as usize];
+        if grp.n == 1 {
+            let (bid, len, to) = (grp.bids[0], grp.iov[0].iov_len as u32, grp.to);
+            grp.n = 0;
+            st.group_free.push(g);
+            self.send_single(st, bid, len, &to);
+            return;
+        }
+        let (name, nlen) = socket::to_sockaddr(&grp.to);
+        grp.name = name;
+        grp.msg = empty_msghdr();
+        grp.msg.msg_name = (&mut grp.name as *mut libc::sockaddr_storage).cast();
+        grp.msg.msg_namelen = nlen;
+        grp.msg.msg_iov = grp.iov.as_mut_ptr();
+        grp.msg.msg_iovlen = grp.n;
+        grp.msg.msg_controllen = socket::gso_cmsg(&mut grp.ctrl, grp.seg as u16);
+        grp.msg.msg_control = grp.ctrl.as_mut_ptr().cast();
+        st.gso_probe = !st.gso_confirmed;
+        let e = opcode::SendMsg::new(types::Fixed(0), &grp.msg)
+            .flags(libc::MSG_DONTWAIT as u32)
+            .build()
+            .user_data(ud(K_GSO, u32::from(g)));
+        self.push(st, e);
+        st.inflight += 1;
+    }
+
+    /// Submits one datagram (send slot `bid`, `len` bytes) to `to`.
+    fn send_single(&self, st: &mut Leader, bid: u16, len: u32, to: &SocketAddr) {
+        let core = &*self.core;
+        let m = &mut st.sends[bid as usize];
+        (m.name, m.nlen) = socket::to_sockaddr(to);
+        let e = opcode::Send::new(types::Fixed(0), core.sendbufs.addr(bid), len)
+            .dest_addr((&m.name as *const libc::sockaddr_storage).cast())
+            .dest_addr_len(m.nlen)
+            .flags(libc::MSG_DONTWAIT)
+            .build()
+            .user_data(ud(K_SEND, u32::from(bid)));
+        self.push(st, e);
+        st.sq_sends += 1;
+        st.inflight += 1;
+    }
+
+    /// A GSO send completed with `res`.
+    fn group_done(&self, st: &mut Leader, g: u16, res: i32) {
+        let core = &*self.core;
+        let grp = &mut st.groups[g as usize];
+        let n = std::mem::take(&mut grp.n);
+        let (bids, to, seg) = (grp.bids, grp.to, grp.seg);
+        let lens: [u32; MAX_SEGMENTS] = std::array::from_fn(|i| grp.iov[i].iov_len as u32);
+        st.group_free.push(g);
+        st.gso_probe = false;
+        if res >= 0 {
+            st.gso_confirmed = true;
+            Counters::inc(&core.stats.gso_sends);
+            core.stats.sent.fetch_add(n as u64, Ordering::Relaxed);
+        } else if let Some(limit) = gso_refusal(-res, seg) {
+            // Nothing was sent: the same datagrams go out one by one.
+            core.narrow_gso(limit, 1);
+            for i in 0..n {
+                self.send_single(st, bids[i], lens[i], &to);
+            }
+            return;
+        } else {
+            core.stats
+                .send_errors
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        for bid in &bids[..n] {
+            // SAFETY: the send's completion names its group, and the group names these
+            // slots: the kernel is done with them.
+            core.send_free
+                .push(unsafe { core.sendbufs.assume_owned(*bid) });
         }
     }
 
@@ -825,6 +1024,10 @@ impl Uring {
                 st.inflight -= 1;
                 self.tx_done(st, idx, res);
             }
+            K_GSO => {
+                st.inflight -= 1;
+                self.group_done(st, idx as u16, res);
+            }
             K_BELL => {
                 st.inflight -= 1;
                 st.bell_armed = false;
@@ -868,6 +1071,7 @@ impl Uring {
     /// Runs deferred completion work (the TASKRUN flag is set) without waiting: the
     /// crate's `submit` enters with GETEVENTS when that flag is up.
     fn run_task_work(st: &mut Leader) {
+        st.sq_sends = 0;
         let _ = st.ring.submit();
     }
 
@@ -915,9 +1119,15 @@ impl Backend for Uring {
                 core.starved.store(true, Ordering::SeqCst);
             }
         }
-        // 2. Work from other threads.
+        // 2. Work from other threads (a datagram deferred behind an unconfirmed GSO send
+        // first, once that completed).
+        if !st.gso_probe
+            && let Some((slot, len, to)) = st.deferred.take()
+        {
+            self.queue_datagram(st, slot, len, to);
+        }
         for _ in 0..core.intents.capacity() {
-            if events.len() >= events.capacity() {
+            if events.len() >= events.capacity() || st.deferred.is_some() {
                 break;
             }
             match core.intents.pop() {
@@ -925,6 +1135,7 @@ impl Backend for Uring {
                 None => break,
             }
         }
+        self.flush_group(st);
         self.arm_bell(st);
         // 3. Completions already there.
         self.harvest(st, events);
@@ -953,9 +1164,12 @@ impl Backend for Uring {
         self.arm_bell(st);
         core.parked.store(true, Ordering::SeqCst);
         let resumable = !core.stalled.is_empty() && (st.in_ring > 0 || !core.free.is_empty());
+        // (Completions already in the queue — posted by a submit meanwhile — are taken
+        // now: the wait below counts only what its own submission posts.)
         if !core.intents.is_empty()
             || (core.starved.load(Ordering::SeqCst) && (!core.returns.is_empty() || resumable))
             || core.stopping.load(Ordering::SeqCst)
+            || Self::has_completions(st)
         {
             core.parked.store(false, Ordering::SeqCst);
             self.submit(st);
@@ -968,14 +1182,23 @@ impl Backend for Uring {
         // Starved with buffers published (the kernel saw an empty ring a moment ago, or
         // disagrees with our count): no completion may come to wake us, so park for at
         // most 1 ms and retry the re-arm then.
-        let timed =
+        let starved =
             st.sock_starved || (core.starved.load(Ordering::SeqCst) && !core.stalled.is_empty());
-        let waited = if timed {
+        // Submit and wait in one enter: wait past the completions the submitted datagram
+        // sends post at once (see `sq_sends`; they never wait in the kernel). If nothing
+        // more comes (a one-way sender), their completions stay in the queue until the
+        // next wake-up, which running out of send slots or reading the stats prompts.
+        let want = st.sq_sends as usize + 1;
+        if st.sq_sends > 0 {
+            core.lingering.store(true, Ordering::SeqCst);
+        }
+        st.sq_sends = 0;
+        let waited = if starved {
             let ts = types::Timespec::new().nsec(1_000_000);
             let args = types::SubmitArgs::new().timespec(&ts);
-            st.ring.submitter().submit_with_args(1, &args)
+            st.ring.submitter().submit_with_args(want, &args)
         } else {
-            st.ring.submit_and_wait(1)
+            st.ring.submit_and_wait(want)
         };
         match waited {
             Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
@@ -984,6 +1207,7 @@ impl Backend for Uring {
             Err(e) => tracing::warn!(sap = %core.name, "io_uring_enter failed: {e}"),
         }
         core.parked.store(false, Ordering::SeqCst);
+        core.lingering.store(false, Ordering::SeqCst);
         self.harvest(st, events);
     }
 
@@ -1001,11 +1225,7 @@ impl Backend for Uring {
                 let whole = &core.bufs.read(&buf)[..(len as usize).min(core.bufs.size() as usize)];
                 match types::RecvMsgOut::parse(whole, &self.msg) {
                     Ok(out) => {
-                        if let Some(d) = socket::rxq_ovfl(out.control_data()) {
-                            core.stats
-                                .kernel_drops
-                                .fetch_max(u64::from(d), Ordering::Relaxed);
-                        }
+                        let seg = socket::gro_segment(out.control_data()).map_or(0, usize::from);
                         let from = socket::from_sockaddr_bytes(out.name_data())
                             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
                         let off = out.payload_data().as_ptr() as usize - whole.as_ptr() as usize;
@@ -1017,6 +1237,7 @@ impl Backend for Uring {
                             len: plen,
                             from,
                             truncated,
+                            seg,
                         });
                     }
                     Err(()) => {

@@ -433,6 +433,42 @@ impl Node {
         Ok(())
     }
 
+    /// Withdraw the SAP published under `key`: it is no longer refreshed, and a removal
+    /// travels the same way the record did (to the super-peer, or to the cell and up the
+    /// tree). Fails, state unchanged, when `key` was not published by this node.
+    pub fn unpublish(&mut self, key: u128, now: Instant) -> Result<(), Error> {
+        let Some(i) = self.saps.iter().position(|s| s.key == key) else {
+            return Err(Error::Command {
+                what: "unpublish",
+                why: "this key was not published by this node",
+            });
+        };
+        let sap = self.saps.remove(i);
+        let d = Delta {
+            add: false,
+            key,
+            owner: self.me,
+            class: sap.class,
+            version: sap.version,
+            lease_ms: 0,
+        };
+        match self.role {
+            Role::Peer => {
+                if let Some(sp) = self.sp {
+                    self.links.push(sp.id, d);
+                    self.dirty_links.push(sp.id);
+                }
+            }
+            Role::SuperPeer if self.index.apply(&d, Origin::Local, now) => {
+                self.replicate(d);
+                self.push_up(d);
+            }
+            _ => {}
+        }
+        self.flush(now);
+        Ok(())
+    }
+
     fn publish_one(&mut self, sap: MySap, now: Instant) {
         let d = Delta {
             op: Op::Add,
@@ -843,6 +879,42 @@ mod tests {
             version,
             lease_ms: 1000,
         }
+    }
+
+    #[test]
+    fn unpublish_withdraws_the_record_and_refuses_unknown_keys() {
+        use crate::proto::config::Config;
+        use crate::proto::id::Addr;
+        use crate::proto::node::{Event, Node, Role};
+        use crate::proto::security::OverlayKey;
+        let a = Addr("10.0.0.1:7000".parse().unwrap());
+        let g = Addr("239.7.7.7:7000".parse().unwrap());
+        let mut n = Node::new(Config::new(PeerId(1), a, g, 9, OverlayKey([7; 32]))).unwrap();
+        n.join(Instant(0)).unwrap();
+        let mut now = Instant(0);
+        while n.role() != Role::SuperPeer {
+            now = n.poll_timeout().unwrap();
+            n.handle_timeout(now);
+            while n.poll_transmit().is_some() {}
+        }
+        assert!(n.unpublish(42, now).is_err(), "nothing published yet");
+        n.publish(42, 1, now).unwrap();
+        assert!(n.index_record(42, now).is_some());
+        n.unpublish(42, now).unwrap();
+        assert!(n.index_record(42, now).is_none());
+        assert!(n.unpublish(42, now).is_err(), "already withdrawn");
+        let req = n.lookup(42, now).unwrap();
+        let mut found = None;
+        while let Some(e) = n.poll_event() {
+            if let Event::LookupDone {
+                req: r, found: f, ..
+            } = e
+                && r == req
+            {
+                found = Some(f);
+            }
+        }
+        assert_eq!(found, Some(None), "the root answers a definite not-found");
     }
 
     #[test]

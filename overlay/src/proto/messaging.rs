@@ -511,9 +511,9 @@ impl Messaging {
         if was_idle && !s.due.is_empty() {
             self.ready.push_back((from, class));
         }
-        if s.segs.is_empty() {
-            self.send.remove(&(from, class));
-        }
+        // An idle stream is kept: its next sequence number must survive, because the
+        // receiver keeps expecting it (a fresh stream restarting at 1 would be taken for
+        // duplicates). Streams go with `reset_peer` or when they fail.
     }
 
     /// A data frame arrived. Delivered messages are appended to `out`.
@@ -738,6 +738,30 @@ mod tests {
             assert_eq!(out.len(), 1, "class {class}");
             assert_eq!(out[0].bytes, msg);
         }
+    }
+
+    #[test]
+    fn a_stream_that_went_idle_keeps_delivering() {
+        let mut a = Messaging::new(MessagingConfig::default(), policies());
+        let mut b = Messaging::new(MessagingConfig::default(), policies());
+        let mut out = Vec::new();
+        for round in 0..3u8 {
+            a.send(PeerId(2), 1, &[round], Instant(0)).unwrap();
+            for (c, w) in drain(&mut a, Instant(0)) {
+                if let Wire::Data(seq, m, f, n, bytes) = w {
+                    b.on_data(PeerId(1), c, seq, m, f, n, &bytes, Instant(0), &mut out);
+                }
+            }
+            // every segment acknowledged: the stream is idle before the next message
+            for (_, w) in drain(&mut b, Instant(0)) {
+                if let Wire::Ack(next, sack) = w {
+                    a.on_ack(PeerId(2), 1, next, sack, Instant(0));
+                }
+            }
+        }
+        let got: Vec<Vec<u8>> = out.into_iter().map(|d| d.bytes).collect();
+        assert_eq!(got, vec![vec![0], vec![1], vec![2]]);
+        assert_eq!(b.stats().duplicates, 0);
     }
 
     #[test]

@@ -419,6 +419,12 @@ impl Node {
     pub fn index_len(&self) -> usize {
         self.index.len()
     }
+    /// When the periodic tick (heartbeats, resends, refresh) is next due. A driver that
+    /// runs the tick from a periodic task of its own uses it to keep its timer for
+    /// everything else.
+    pub fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
     /// Whether this node wants the overlay group's multicast traffic.
     pub fn listens_to_group(&self) -> bool {
         self.listening

@@ -2,7 +2,9 @@
 
 pub mod admit;
 pub mod latency;
+pub mod node;
 pub mod shield;
+pub mod status;
 pub mod topology;
 pub mod user;
 
