@@ -445,7 +445,7 @@ impl Node {
         };
         let sap = self.saps.remove(i);
         let d = Delta {
-            add: false,
+            op: Op::Remove,
             key,
             owner: self.me,
             class: sap.class,
@@ -459,9 +459,9 @@ impl Node {
                     self.dirty_links.push(sp.id);
                 }
             }
-            Role::SuperPeer if self.index.apply(&d, Origin::Local, now) => {
-                self.replicate(d);
-                self.push_up(d);
+            Role::SuperPeer => {
+                let applied = self.index.apply(&d, Origin::Local, now);
+                self.pass_on(d, applied, true);
             }
             _ => {}
         }
