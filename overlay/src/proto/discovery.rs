@@ -557,8 +557,13 @@ impl Node {
         if !self.is_coordinator() {
             return;
         }
+        // Beat each parent member (with this cell's members) first: a parent member that
+        // does not know the child yet would drop the snapshot's deltas, and hear of the
+        // child only from its periodic beat, every few periods.
+        self.members_beats = self.members_beats.max(1);
         for m in self.view.parent_members.clone() {
             if !self.down.contains_key(&m.id) {
+                self.child_beat(m);
                 self.snapshot_to(m.id, now);
             }
         }
