@@ -557,14 +557,16 @@ impl Node {
         if !self.is_coordinator() {
             return;
         }
-        // Beat each parent member (with this cell's members) first: a parent member that
-        // does not know the child yet would drop the snapshot's deltas, and hear of the
-        // child only from its periodic beat, every few periods.
+        // Beat each parent member too (with this cell's members): the beat leaves at once,
+        // before the snapshot's deltas (they leave with the next flush), so a parent
+        // member that did not know the child yet does not drop them and hear of the child
+        // only from its periodic beat, every few periods. The beat is built after the
+        // snapshot is queued, so it announces the snapshot's deltas as in flight.
         self.members_beats = self.members_beats.max(1);
         for m in self.view.parent_members.clone() {
             if !self.down.contains_key(&m.id) {
-                self.child_beat(m);
                 self.snapshot_to(m.id, now);
+                self.child_beat(m);
             }
         }
     }
