@@ -803,9 +803,15 @@ impl Node {
             return;
         }
         let hit = self.index.get(key, now).map(|r| (r.owner, r.class));
+        // Only the root answers a definite not-found. A cell that believes every parent
+        // member down (a belief that can outlive a healed partition in a member that does
+        // not beat the parent) still asks one: a dead parent costs the requester a
+        // timeout, never a wrong answer.
         if hit.is_none()
             && !self.view.parent.is_none()
-            && let Some(up) = self.next_hop_up()
+            && let Some(up) = self
+                .next_hop_up()
+                .or_else(|| self.view.parent_members.first().copied())
         {
             let f = Frame::Lookup {
                 req,
