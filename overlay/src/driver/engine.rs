@@ -102,7 +102,7 @@ impl Engine {
             self.commands(sh, sh.command_task, now);
         }
         if !sh.commands.is_empty() {
-            sh.wake(sh.command_task);
+            sh.wake_from_job(sh.command_task);
         }
         // the tick belongs to the heartbeat task: the clock takes what falls between
         sh.set_deadline(
@@ -146,7 +146,7 @@ impl Engine {
         }
         if n >= batch {
             // more may wait: another job (the task's rate is the throttle)
-            sh.wake(task);
+            sh.wake_from_job(task);
         }
     }
 
@@ -185,7 +185,7 @@ impl Engine {
             }
         }
         if !sh.commands.is_empty() {
-            sh.wake(task);
+            sh.wake_from_job(task);
         }
     }
 
