@@ -1,5 +1,6 @@
-//! `rtpm node` and `rtpm status` as a user runs them, on loopback: a bad folder exits 2
-//! naming the file and the key and binds nothing; `--check` validates only; two nodes
+//! `rtpm node` and `rtpm status` as a user runs them, on loopback: a bad folder (unknown
+//! key, bad address, missing key file, inadmissible task set) exits 2 naming the file and
+//! the key and binds nothing; `--check` validates only; two nodes
 //! join, `rtpm status` shows role, cell, SAPs, tasks and counters (text and JSON); SIGTERM
 //! makes each leave, announced, and exit 0. The node needs SCHED_FIFO and two CPUs (the
 //! running part skips with the reason otherwise).
@@ -94,6 +95,51 @@ fn a_bad_folder_exits_2_naming_file_and_key_and_check_binds_nothing() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The fourth kind of bad folder: a task set admission refuses. Only the running node can
+/// tell (admission needs the executor), so this is `rtpm node` proper, not `--check`.
+#[test]
+fn an_inadmissible_task_set_exits_2_naming_the_task_and_binds_nothing() {
+    skip_unless!(fifo_allowed());
+    skip_unless!(two_cpus());
+    let rtpm = bin::rtpm().unwrap();
+    let tmp = TempDir::new("node-cli-admission");
+    let port = free_port();
+    let mut spec = NodeSpec::new("inadmissible", Ipv4Addr::LOCALHOST, group(), KEY);
+    spec.port = port;
+    let dir = spec.write(&tmp.0);
+    let file = dir.join("node.toml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    // class 1's receive task: 190 datagrams of 5 µs each every 1 ms, beside the protocol's
+    let at = good.rfind("min_interarrival = \"500us\"").unwrap();
+    let bad = format!(
+        "{}batch = 190\nmin_interarrival = \"1ms\"{}",
+        &good[..at],
+        &good[at + "min_interarrival = \"500us\"".len()..]
+    );
+    std::fs::write(&file, bad).unwrap();
+    let out = Command::new(&rtpm)
+        .args(["node", "--config"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}: key `overlay[0]`", file.display())),
+        "names the file and the overlay: {err}"
+    );
+    assert!(err.contains("task `"), "names the task: {err}");
+    assert!(err.contains("was not admitted"), "{err}");
+    assert!(err.contains("> D="), "gives admission's reason: {err}");
+    assert!(
+        !dir.join("ctl.sock").exists(),
+        "no control socket was left behind"
+    );
+    UdpSocket::bind(("127.0.0.1", port)).expect("nothing stays bound");
+    UdpSocket::bind(("127.0.0.1", port + 1)).expect("nothing stays bound");
 }
 
 #[test]

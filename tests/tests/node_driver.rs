@@ -108,8 +108,9 @@ fn two_nodes_join_deliver_in_order_find_each_other_and_leave() {
     let (ma, mb) = (a.me(), b.me());
     assert_ne!(ma.addr, mb.addr);
 
-    // reliable class: every message once, in order
-    const N: u64 = 2000;
+    // reliable class: every message once, in order — more than a stream's send queue
+    // holds, sent as fast as the command queue takes them (back-pressure, not loss)
+    const N: u64 = rtpm_overlay::proto::messaging::QUEUE as u64 + 2000;
     for i in 0..N {
         loop {
             match a.send(mb.id, 1, &[&i.to_be_bytes(), b"payload"]) {

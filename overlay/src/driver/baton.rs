@@ -1,37 +1,50 @@
 //! The baton: single ownership of the protocol node, handed between jobs without a lock.
 //!
 //! The node (with everything that touches it: the SAPs' consumers, pending lookups) lives
-//! in a one-slot lock-free queue. A job that wants it pops it, works, and pushes it back;
-//! nobody else can touch it meanwhile, which Rust's ownership makes exact (the job holds a
-//! `Box`, not a reference). A job that finds the slot empty — another job holds the node
+//! in one atomic word: an `AtomicCell<Option<Box<_>>>`, which is pointer-sized and so a
+//! plain atomic swap (checked by a test: no hidden lock, no spinning). A job that wants
+//! the node swaps `None` in and gets the box, works, and swaps it back; nobody else can
+//! touch it meanwhile, which Rust's ownership makes exact (the job holds a `Box`, not a
+//! reference). A queue would not do: crossbeam's `ArrayQueue` makes a `pop` spin
+//! (`sched_yield`) while a `push` it overtook is half done, and under SCHED_FIFO a
+//! higher-priority job spinning on a preempted lower-priority one on the same core never
+//! lets it finish — a livelock the first version of this file had, found by the
+//! benchmark. A job that finds the slot empty — another job holds the node
 //! — does not wait: it sets its bit in the *orphans* word and returns, and the holder,
 //! before it lets go for good, serves every orphaned source too. So no job ever blocks,
 //! no work is lost, and a job waits for at most the rest of the holder's turn.
 //!
 //! **Why this is race-free.** A job orphaning its work does `orphans |= bit`, a SeqCst
-//! fence, then tries the slot once more; a holder pushes the node back, a SeqCst fence,
+//! fence, then tries the slot once more; a holder puts the node back, a SeqCst fence,
 //! then reads `orphans`. Whichever comes second in the fences' total order sees the
 //! other: either the job finds the node in the slot, or the holder sees the bit and takes
 //! the node again to serve it (the store-buffering pattern, closed by the two fences).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
-use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::atomic::AtomicCell;
 
 /// The one-slot hand-over. See the [module documentation](self).
-#[derive(Debug)]
 pub(crate) struct Baton<T> {
-    slot: ArrayQueue<Box<T>>,
+    slot: AtomicCell<Option<Box<T>>>,
     orphans: AtomicU32,
     handed_over: AtomicU64,
     turns: AtomicU64,
+}
+
+impl<T> std::fmt::Debug for Baton<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Baton")
+            .field("orphans", &self.orphans.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl<T> Baton<T> {
     /// An empty baton (nobody can run until [`Baton::put`]).
     pub(crate) fn new() -> Baton<T> {
         Baton {
-            slot: ArrayQueue::new(1),
+            slot: AtomicCell::new(None),
             orphans: AtomicU32::new(0),
             handed_over: AtomicU64::new(0),
             turns: AtomicU64::new(0),
@@ -40,14 +53,21 @@ impl<T> Baton<T> {
 
     /// Puts the value in (start); hands it back if the slot is occupied.
     pub(crate) fn put(&self, v: Box<T>) -> Result<(), Box<T>> {
-        let r = self.slot.push(v);
+        let r = match self.slot.swap(Some(v)) {
+            None => Ok(()),
+            // occupied: put the other back and refuse this one
+            Some(other) => match self.slot.swap(Some(other)) {
+                Some(mine) => Err(mine),
+                None => Ok(()),
+            },
+        };
         fence(Ordering::SeqCst);
         r
     }
 
     /// Takes the value out for good (stop): `None` while a job holds it.
     pub(crate) fn take(&self) -> Option<Box<T>> {
-        self.slot.pop()
+        self.slot.take()
     }
 
     /// Runs `turn(value, sources)` as the holder on behalf of `source` (a bit index
@@ -57,12 +77,12 @@ impl<T> Baton<T> {
     /// the value, or when there is none (stopped).
     pub(crate) fn run(&self, source: u32, mut turn: impl FnMut(&mut T, u32)) {
         let mine = 1u32 << (source & 31);
-        let mut v = match self.slot.pop() {
+        let mut v = match self.slot.take() {
             Some(v) => v,
             None => {
                 self.orphans.fetch_or(mine, Ordering::SeqCst);
                 fence(Ordering::SeqCst);
-                match self.slot.pop() {
+                match self.slot.take() {
                     Some(v) => v,
                     None => {
                         self.handed_over.fetch_add(1, Ordering::Relaxed);
@@ -76,17 +96,13 @@ impl<T> Baton<T> {
             sources |= self.orphans.swap(0, Ordering::SeqCst);
             self.turns.fetch_add(1, Ordering::Relaxed);
             turn(&mut v, sources);
-            if let Err(back) = self.slot.push(v) {
-                // Only the holder pushes into a one-slot queue it emptied: cannot happen.
-                // Keep serving rather than lose the value.
-                v = back;
-                continue;
-            }
+            // only the holder fills the slot it emptied: it is empty now
+            self.slot.store(Some(v));
             fence(Ordering::SeqCst);
             if self.orphans.load(Ordering::SeqCst) == 0 {
                 return;
             }
-            match self.slot.pop() {
+            match self.slot.take() {
                 Some(again) => v = again,
                 // another job took it in between and will serve the orphans
                 None => return,
@@ -148,6 +164,11 @@ mod tests {
         assert_eq!(v.0, [20_000; 4], "work left behind");
         let (handed, turns) = baton.counts();
         assert!(turns > 0 && turns + handed >= 80_000);
+    }
+
+    #[test]
+    fn the_slot_is_one_atomic_word() {
+        assert!(AtomicCell::<Option<Box<[u64; 64]>>>::is_lock_free());
     }
 
     #[test]

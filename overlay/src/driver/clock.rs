@@ -6,7 +6,9 @@
 //! and then releases the `retransmit` task, whose job runs the due timers on the RT core
 //! like any other. The periodic tasks (heartbeat, detector) tick on their own releases;
 //! the clock covers what falls between them: retransmissions, probe, join and lookup
-//! deadlines. It also takes the notices off the holder's hands: it logs them, applies
+//! deadlines. It also carries out the wake-ups the jobs ask for (a job never pushes into
+//! another task's activation queue itself, see [`Shared::wake_from_job`]), and takes the
+//! notices off the holder's hands: it logs them, applies
 //! group membership changes (a system call, kept off the RT core) and passes them on to
 //! the application.
 
@@ -28,6 +30,7 @@ pub(crate) fn run(sh: Arc<Shared>, links: Arc<Links>) {
     sh.set_clock(std::thread::current());
     let mut listening = false;
     loop {
+        sh.run_deferred_wakes();
         while let Some(n) = sh.next_notice() {
             n.log(&sh.name);
             if let Notice::ListenGroup(on) = n

@@ -7,7 +7,10 @@
 //! their SAPs, messages to the application's [`Sink`](super::Sink), lookup answers to
 //! their waiters, membership changes to the notice queue (logged off the RT core by the
 //! driver's clock). Commands the application queued from inside the sink (a reply) are
-//! carried out in the same turn. Finally it publishes the next protocol deadline to the
+//! carried out in the same turn. A send whose reliable stream's queue is full is held
+//! (with everything queued behind it) until the stream has room, for at most a second,
+//! so the application meets back-pressure — a full command queue — instead of a silent
+//! loss. Finally it publishes the next protocol deadline to the
 //! clock and, when something changed, the node's [`Place`].
 
 use std::cell::Cell;
@@ -21,7 +24,8 @@ use super::saps::{Consumers, Links};
 use super::shared::Shared;
 use super::status::Place;
 use super::tasks::Work;
-use crate::proto::{Addr, Event, Instant, Node, Role};
+use crate::error::Error;
+use crate::proto::{Addr, Event, Instant, Node, PeerId, Role};
 
 thread_local! {
     /// Set while this thread holds the node: a command queued from inside the sink needs
@@ -38,6 +42,16 @@ pub(crate) fn holding() -> bool {
 const PLACE_EVERY_NS: u64 = 100_000_000;
 /// Rounds of "outputs → commands they caused" in one turn.
 const ROUNDS: usize = 4;
+/// Longest a send waits for its reliable stream's queue to drain before it is refused.
+const STALL_LIMIT_NS: u64 = 1_000_000_000;
+
+/// A send held back because its reliable stream's queue was full (back-pressure).
+struct Stalled {
+    to: PeerId,
+    class: u8,
+    buf: Vec<u8>,
+    since: u64,
+}
 
 /// The node and everything only its holder touches.
 pub(crate) struct Engine {
@@ -47,6 +61,8 @@ pub(crate) struct Engine {
     lookups: Vec<(u64, Arc<LookupSlot>)>,
     next_place: u64,
     place_dirty: bool,
+    /// The send at the head of the command queue, waiting for room in its stream.
+    stalled: Option<Stalled>,
 }
 
 fn now() -> Instant {
@@ -62,6 +78,7 @@ impl Engine {
             lookups: Vec::new(),
             next_place: 0,
             place_dirty: true,
+            stalled: None,
         }
     }
 
@@ -102,7 +119,7 @@ impl Engine {
             self.commands(sh, sh.command_task, now);
         }
         if !sh.commands.is_empty() {
-            sh.wake(sh.command_task);
+            sh.wake_from_job(sh.command_task);
         }
         // the tick belongs to the heartbeat task: the clock takes what falls between
         sh.set_deadline(
@@ -146,19 +163,63 @@ impl Engine {
         }
         if n >= batch {
             // more may wait: another job (the task's rate is the throttle)
-            sh.wake(task);
+            sh.wake_from_job(task);
+        }
+    }
+
+    /// Sends `buf` unless its reliable stream's queue is full: then keeps it as the
+    /// stalled send (the queue behind it waits, so order holds and the application's
+    /// `send` sees a full command queue) until there is room or [`STALL_LIMIT_NS`] passed.
+    fn send(
+        &mut self,
+        sh: &Shared,
+        to: PeerId,
+        class: u8,
+        buf: Vec<u8>,
+        since: u64,
+        now: Instant,
+    ) -> Option<bool> {
+        match self.node.send(to, class, &buf, now) {
+            Err(Error::Full { .. }) if now.0.saturating_sub(since) < STALL_LIMIT_NS => {
+                self.stalled = Some(Stalled {
+                    to,
+                    class,
+                    buf,
+                    since,
+                });
+                None
+            }
+            r => {
+                sh.commands.recycle(buf);
+                Some(r.is_ok())
+            }
         }
     }
 
     fn commands(&mut self, sh: &Shared, task: usize, now: Instant) {
         let batch = sh.batches[task];
+        if let Some(st) = self.stalled.take() {
+            match self.send(sh, st.to, st.class, st.buf, st.since, now) {
+                // still no room: the task comes back (its minimum inter-arrival paces it)
+                None => {
+                    sh.wake_from_job(task);
+                    return;
+                }
+                Some(false) => sh.counters.count_failed(),
+                Some(true) => {}
+            }
+        }
         for _ in 0..batch {
             let Some(c) = sh.commands.pop() else { break };
             let ok = match c {
                 Command::Send { to, class, buf } => {
-                    let r = self.node.send(to, class, &buf, now).is_ok();
-                    sh.commands.recycle(buf);
-                    r
+                    match self.send(sh, to, class, buf, now.0, now) {
+                        None => {
+                            sh.wake_from_job(task);
+                            return;
+                        }
+                        Some(r) => r,
+                    }
                 }
                 Command::Publish { key, class } => self.node.publish(key, class, now).is_ok(),
                 Command::Unpublish { key } => self.node.unpublish(key, now).is_ok(),
@@ -185,7 +246,7 @@ impl Engine {
             }
         }
         if !sh.commands.is_empty() {
-            sh.wake(task);
+            sh.wake_from_job(task);
         }
     }
 

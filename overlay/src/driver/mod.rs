@@ -19,9 +19,15 @@
 //! admission's reason, and no socket was bound.
 //!
 //! **One owner.** The node is touched by one job at a time, without a lock: it is handed
-//! between jobs through a one-slot lock-free queue, and a job that finds it taken leaves
-//! its work to the holder instead of waiting ([`baton`]). What one turn does is in
-//! [`engine`].
+//! between jobs through one atomic word (a swap takes it, a swap puts it back), and a job
+//! that finds it taken leaves its work to the holder instead of waiting ([`baton`]). What
+//! one turn does is in [`engine`].
+//!
+//! **Known limit.** Commands and wake-ups go through crossbeam `ArrayQueue`s, whose `pop`
+//! waits (spinning, then `sched_yield`) for a `push` it overtook half-way. A thread that
+//! calls [`Driver::send`] on an RT core at a lower priority than the overlay's tasks, and
+//! is preempted inside the push, can therefore hold up the overlay's job on that core.
+//! Send from the general cores, or from inside the [`Sink`] (the holder's own thread).
 //!
 //! **The application** holds a [`Driver`]: `send` (non-blocking, queued), `publish`,
 //! `unpublish`, `lookup` (bounded wait), `place`/`status`, and `leave` (announced). Messages

@@ -1,9 +1,10 @@
 //! What the overlay's tasks, the SAPs' wake hooks, the driver's clock and the
 //! application's handle share: the baton holding the node, the command queue, the wake
-//! flags of the sporadic tasks, the next protocol deadline, and counters. Everything here
-//! is lock-free except the published [`Place`], which the holder only ever `try_lock`s.
+//! flags of the sporadic tasks, the next protocol deadline, and counters. Nothing here
+//! takes a lock on the holder's path: the published [`Place`] is behind a mutex the
+//! holder only ever `try_lock`s (it skips a publication rather than wait).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
@@ -48,11 +49,10 @@ impl Wake {
     }
 
     /// The heartbeat's safety net: a wake-up still flagged pending a heartbeat later may
-    /// have been swallowed (a host that had not armed the task yet): release again.
-    pub(crate) fn rearm(&self) {
-        if self.armed.swap(false, Ordering::AcqRel) {
-            self.wake();
-        }
+    /// have been swallowed (a host that had not armed the task yet). Clears the flag and
+    /// says whether it was set, so that the caller releases the task again.
+    pub(crate) fn stale(&self) -> bool {
+        self.armed.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn set(&self, a: Activator<()>) {
@@ -125,6 +125,8 @@ pub(crate) struct Shared {
     pub(crate) stopping: AtomicBool,
     /// Tasks the heartbeat's job releases: (task index, period ns, next release ns).
     releases: Vec<(usize, u64, AtomicU64)>,
+    /// Wake-ups asked for from an RT job, for the clock thread to carry out (bit = task).
+    deferred: AtomicU32,
 }
 
 impl Shared {
@@ -164,6 +166,7 @@ impl Shared {
                 .into_iter()
                 .map(|(i, p)| (i, p, AtomicU64::new(0)))
                 .collect(),
+            deferred: AtomicU32::new(0),
         }
     }
 
@@ -184,8 +187,32 @@ impl Shared {
                 next.store(now.saturating_add(*period), Ordering::Relaxed);
             } else if now >= at {
                 next.store(at.saturating_add(*period).max(now), Ordering::Relaxed);
-                self.wake(*i);
+                self.wake_from_job(*i);
             }
+        }
+    }
+
+    /// Wakes sporadic task `i` from an RT job: through the clock thread, on a general core.
+    ///
+    /// A job must not push into another task's activation queue itself: the queue's `pop`
+    /// waits for a `push` it overtook, so if the job were preempted inside the push by
+    /// that task's own (higher-priority) runner on the same core — woken by its timer,
+    /// say — the runner would spin on it forever (seen in the benchmark). From the general
+    /// cores a push always finishes.
+    pub(crate) fn wake_from_job(&self, i: usize) {
+        if i < 32 {
+            self.deferred.fetch_or(1 << i, Ordering::AcqRel);
+            self.unpark_clock();
+        }
+    }
+
+    /// The clock thread: carries out the wake-ups jobs asked for.
+    pub(crate) fn run_deferred_wakes(&self) {
+        let mut m = self.deferred.swap(0, Ordering::AcqRel);
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            self.wake(i);
         }
     }
 
@@ -197,11 +224,11 @@ impl Shared {
     }
 
     /// Wakes every receive and command task again (the heartbeat's safety net against a
-    /// lost or disarmed wake-up).
+    /// lost or disarmed wake-up), through the clock thread.
     pub(crate) fn rearm_all(&self) {
-        for (w, work) in self.wakes.iter().zip(&self.works) {
-            if w.is_sporadic() && matches!(work, Work::Rx(_) | Work::Commands) {
-                w.rearm();
+        for (i, (w, work)) in self.wakes.iter().zip(&self.works).enumerate() {
+            if w.is_sporadic() && matches!(work, Work::Rx(_) | Work::Commands) && w.stale() {
+                self.wake_from_job(i);
             }
         }
     }
