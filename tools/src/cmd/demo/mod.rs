@@ -60,6 +60,11 @@ pub struct DemoArgs {
     peers: usize,
 }
 
+/// Why [`demo`] returned early after SIGINT/SIGTERM.
+const INTERRUPTED: &str = "interrupted";
+/// The exit code then (128 + SIGINT, as shells report a Ctrl-C).
+const INTERRUPTED_EXIT: u8 = 130;
+
 /// `YYYYMMDD-HHMMSS` (UTC) of `secs` since the epoch.
 fn utc_stamp(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
@@ -278,6 +283,10 @@ pub fn run(args: DemoArgs) -> u8 {
     };
     match demo(&args, &out) {
         Ok(code) => code,
+        Err(e) if e == INTERRUPTED => {
+            println!("rtpm demo: interrupted: the peers are stopped");
+            INTERRUPTED_EXIT
+        }
         Err(e) => {
             eprintln!("rtpm demo: {e}");
             eprintln!(
@@ -314,7 +323,7 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
         let until = Instant::now() + Duration::from_secs(secs);
         while !f() {
             if interrupted() {
-                return Err("interrupted".into());
+                return Err(INTERRUPTED.into());
             }
             if Instant::now() >= until {
                 return Err(format!("{what} within {secs} s"));
@@ -352,7 +361,7 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
     let refs: Vec<&Watched> = all.iter().collect();
     let mut formed = Shape::default();
     let mut last_print = Instant::now();
-    let _ = wait(
+    wait(
         "the overlay did not form (every peer joined, one tree, two cells)",
         20,
         &mut || {
@@ -406,7 +415,7 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
             println!("rtpm demo: interrupted: stopping the peers");
             watcher_stop.store(true, Ordering::Release);
             let _ = c.stop_all(Duration::from_secs(3));
-            return Ok(130);
+            return Ok(INTERRUPTED_EXIT);
         }
         if kill.is_none() && now_ns() >= kill_due {
             match victim(&c, &ids) {
