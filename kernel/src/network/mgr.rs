@@ -6,7 +6,7 @@
 //! removes its tasks from the executor.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use arc_swap::ArcSwap;
 use rtpm_rt::exec::TaskId;
@@ -39,6 +39,13 @@ impl<'a> From<&'a str> for NetworkRef<'a> {
     }
 }
 
+/// Told about every network the manager holds, now and later: how kernel services that
+/// serve ports on every network (RPC, events) follow networks inserted at run time.
+pub(crate) trait NetworkWatch: Send + Sync {
+    /// `net` was inserted (or was there when the watch began).
+    fn inserted(&self, net: &Arc<dyn Network>);
+}
+
 struct Held {
     net: Arc<dyn Network>,
     tasks: Vec<TaskId>,
@@ -49,6 +56,7 @@ pub struct NetworkMgr {
     held: Mutex<Vec<Held>>,
     snapshot: ArcSwap<Vec<Arc<dyn Network>>>,
     policy: Mutex<NetworkPolicy>,
+    watchers: Mutex<Vec<Weak<dyn NetworkWatch>>>,
 }
 
 impl std::fmt::Debug for NetworkMgr {
@@ -74,7 +82,22 @@ impl NetworkMgr {
             held: Mutex::new(Vec::new()),
             snapshot: ArcSwap::from_pointee(Vec::new()),
             policy: Mutex::new(NetworkPolicy::default()),
+            watchers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Tells `w` about every network held now and every one inserted later (until `w`
+    /// is dropped).
+    pub(crate) fn watch(&self, w: Weak<dyn NetworkWatch>) {
+        let held = lock(&self.held);
+        if let Some(s) = w.upgrade() {
+            for h in held.iter() {
+                s.inserted(&h.net);
+            }
+        }
+        let mut ws = lock(&self.watchers);
+        ws.retain(|x| x.strong_count() > 0);
+        ws.push(w);
     }
 
     fn publish(&self, held: &[Held]) {
@@ -148,6 +171,13 @@ impl NetworkMgr {
             }
         };
         armed.store(true, std::sync::atomic::Ordering::Release);
+        let watchers: Vec<_> = lock(&self.watchers)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for w in &watchers {
+            w.inserted(&net);
+        }
         held.push(Held { net, tasks });
         self.publish(&held);
         tracing::info!(network = %name, %id, "network inserted");

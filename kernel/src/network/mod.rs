@@ -22,6 +22,7 @@ use std::sync::Arc;
 use rtpm_rt::exec::{Activator, Job, TaskId, TaskOptions, TaskSpec};
 use rtpm_rt::time::Nanos;
 
+pub(crate) use mgr::NetworkWatch;
 pub use mgr::{NetworkMgr, NetworkRef};
 pub use overlay::probe::{PingReport, Probe, ProbeRun, StreamStats};
 pub use overlay::{OverlayNetwork, OverlaySpec, sap_service};
@@ -60,6 +61,19 @@ pub trait Inbox: Send + Sync {
 pub trait Messaging: Send + Sync {
     /// Sends `bytes` to port `port` of node `to` on QoS class `class`.
     fn send(&self, to: NodeId, class: QosClass, port: ServiceId, bytes: &[u8]) -> Result<()>;
+    /// Sends the concatenation of `parts` to port `port` of node `to` on class `class`
+    /// (a header and a payload without copying them together first). The default joins
+    /// them into one buffer and calls [`Messaging::send`]; an overlay overrides it to
+    /// gather without allocating.
+    fn send_parts(
+        &self,
+        to: NodeId,
+        class: QosClass,
+        port: ServiceId,
+        parts: &[&[u8]],
+    ) -> Result<()> {
+        self.send(to, class, port, &parts.concat())
+    }
     /// Delivers what arrives for `port` to `inbox` (replacing any previous one).
     fn attach(&self, port: ServiceId, inbox: Arc<dyn Inbox>) -> Result<()>;
     /// Stops delivering `port`.

@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use arc_swap::ArcSwap;
 use rtpm_rt::time::Nanos;
 
+use super::remote;
 use super::reply::{BufferPool, ReplyPool};
 use super::server::Endpoint;
 use crate::id::ServiceId;
+use crate::service::KernelHandle;
 
 /// How the RPC service is sized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,16 +26,20 @@ pub struct RpcConfig {
     /// How long a two-way caller spins for its reply before it sleeps (on a VM a wake-up
     /// costs tens of microseconds; spinning briefly saves it for fast servers).
     pub spin: Nanos,
+    /// How long resolving a client waits for each network's discovery to answer before
+    /// the service is reported as not found.
+    pub lookup: Nanos,
 }
 
 impl Default for RpcConfig {
-    /// 256 buffers of 4 KiB, 256 reply cells, 20 µs of spinning.
+    /// 256 buffers of 4 KiB, 256 reply cells, 20 µs of spinning, 500 ms of lookup.
     fn default() -> RpcConfig {
         RpcConfig {
             buffers: 256,
             max_payload: 4096,
             reply_cells: 256,
             spin: Nanos::us(20),
+            lookup: Nanos::ms(500),
         }
     }
 }
@@ -47,6 +53,8 @@ pub(crate) struct RpcCore {
     endpoints: ArcSwap<HashMap<ServiceId, Arc<Endpoint>>>,
     edit: Mutex<()>,
     pub(crate) open: AtomicBool,
+    /// The runtime, once the service is inserted: servers are served on its networks.
+    pub(crate) kernel: OnceLock<KernelHandle>,
 }
 
 impl RpcCore {
@@ -58,6 +66,7 @@ impl RpcCore {
             endpoints: ArcSwap::from_pointee(HashMap::new()),
             edit: Mutex::new(()),
             open: AtomicBool::new(true),
+            kernel: OnceLock::new(),
         }
     }
 
@@ -67,12 +76,26 @@ impl RpcCore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Makes `ep` reachable.
+    /// The runtime's networks (none before insertion or after the runtime stopped).
+    fn networks(&self) -> Vec<Arc<dyn crate::network::Network>> {
+        self.kernel
+            .get()
+            .and_then(|k| k.get().ok())
+            .map(|k| k.networks.networks().iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Makes `ep` reachable: here, and on every network of the runtime.
     pub(crate) fn publish(&self, ep: Arc<Endpoint>) {
         let _g = self.edit();
         let mut map = HashMap::clone(&self.endpoints.load());
-        map.insert(ep.id, ep);
+        map.insert(ep.id, Arc::clone(&ep));
         self.endpoints.store(Arc::new(map));
+        if let Some(k) = self.kernel.get() {
+            for net in self.networks() {
+                remote::serve_on(&net, &ep, k);
+            }
+        }
     }
 
     /// Makes endpoint `id` unreachable.
@@ -81,6 +104,14 @@ impl RpcCore {
         let mut map = HashMap::clone(&self.endpoints.load());
         map.remove(&id);
         self.endpoints.store(Arc::new(map));
+        for net in self.networks() {
+            remote::withdraw_from(&net, id);
+        }
+    }
+
+    /// The local endpoints.
+    pub(crate) fn endpoints(&self) -> Arc<HashMap<ServiceId, Arc<Endpoint>>> {
+        self.endpoints.load_full()
     }
 
     /// The local endpoint of `id` (lock-free).
@@ -93,8 +124,15 @@ impl RpcCore {
     pub(crate) fn close(&self) {
         self.open.store(false, Ordering::Release);
         let all = self.endpoints.swap(Arc::new(HashMap::new()));
+        let nets = self.networks();
         for ep in all.values() {
+            for net in &nets {
+                remote::withdraw_from(net, ep.id);
+            }
             ep.close();
+        }
+        for net in &nets {
+            net.messaging().detach(remote::reply_port());
         }
     }
 }

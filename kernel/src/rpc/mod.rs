@@ -25,14 +25,21 @@
 //! a permission decision is cached against the security module's generation. A request
 //! allocates nothing and takes no lock.
 //!
-//! **Remote requests** (discovery, then the overlay, on the request's QoS class) need the
-//! overlay driver (issue 7); until it lands a service found only on a network is
-//! reported as [`Error::ServiceNotAvailable`](crate::Error::ServiceNotAvailable) with that
-//! reason.
+//! **Remote requests.** A service that is not in this runtime is looked up on its
+//! networks ([`NetworkMgr::find_uuid`](crate::network::NetworkMgr::find_uuid): the
+//! discovery of each overlay); the client then sends each request to the serving node
+//! over that network, on the request's QoS class, with the same API as a local one
+//! ([`RpcClient::is_remote`] tells them apart). The serving node checks the caller's
+//! `execute` permission there too, runs the request as a sporadic job of the server's
+//! request task and sends the reply back on the same class; a two-way call still waits
+//! until its deadline and no longer. Every registered server is published on every
+//! network of the runtime, including networks inserted later. See `remote` for the
+//! wire format.
 
 mod client;
 mod codec;
 mod core;
+mod remote;
 mod reply;
 mod request;
 mod server;

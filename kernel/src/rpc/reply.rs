@@ -62,6 +62,8 @@ pub(crate) struct Reply {
 /// Where one two-way call's reply lands.
 #[derive(Debug)]
 pub(crate) struct ReplyCell {
+    /// Its place in the pool: a remote reply names its cell by this index.
+    pub(crate) index: u32,
     generation: AtomicU64,
     slot: ArrayQueue<Reply>,
     wake: WakeWord,
@@ -98,8 +100,9 @@ pub(crate) enum Waited {
 }
 
 impl ReplyCell {
-    fn new() -> ReplyCell {
+    fn new(index: u32) -> ReplyCell {
         ReplyCell {
+            index,
             generation: AtomicU64::new(1),
             slot: ArrayQueue::new(4),
             wake: WakeWord::new(),
@@ -141,15 +144,32 @@ impl ReplyCell {
 #[derive(Debug)]
 pub(crate) struct ReplyPool {
     free: ArrayQueue<Arc<ReplyCell>>,
+    /// Every cell, by index (for replies that come back over a network).
+    cells: Box<[Arc<ReplyCell>]>,
 }
 
 impl ReplyPool {
     pub(crate) fn new(count: usize) -> ReplyPool {
         let free = ArrayQueue::new(count.max(1));
-        for _ in 0..count.max(1) {
-            let _ = free.push(Arc::new(ReplyCell::new()));
+        let cells: Box<[Arc<ReplyCell>]> = (0..count.max(1))
+            .map(|i| Arc::new(ReplyCell::new(u32::try_from(i).unwrap_or(u32::MAX))))
+            .collect();
+        for c in cells.iter() {
+            let _ = free.push(Arc::clone(c));
         }
-        ReplyPool { free }
+        ReplyPool { free, cells }
+    }
+
+    /// The address of a reply that came back over a network: cell `index` and the
+    /// generation the request was stamped with (a stale or unknown one is discarded by
+    /// the cell's holder, or here).
+    #[inline]
+    pub(crate) fn address(&self, index: u32, generation: u64) -> Option<ReplyTo> {
+        let cell = self.cells.get(index as usize)?;
+        Some(ReplyTo {
+            cell: Arc::clone(cell),
+            generation,
+        })
     }
 
     /// A cell and the generation to stamp the request with.

@@ -128,6 +128,35 @@ pub(crate) enum Status {
     Failed,
     /// Its deadline had passed when the server took it; it did not run.
     Expired,
-    /// The server went away before running it.
+    /// The server went away before running it (or could not queue it).
     Unavailable,
+    /// The serving node does not let the caller's user execute the service.
+    NotAllowed,
+}
+
+impl Status {
+    /// Its byte on the wire.
+    pub(crate) fn to_byte(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::NotImplemented => 1,
+            Status::Failed => 2,
+            Status::Expired => 3,
+            Status::Unavailable => 4,
+            Status::NotAllowed => 5,
+        }
+    }
+
+    /// The status a wire byte stands for (`None`: not one).
+    pub(crate) fn from_byte(b: u8) -> Option<Status> {
+        Some(match b {
+            0 => Status::Ok,
+            1 => Status::NotImplemented,
+            2 => Status::Failed,
+            3 => Status::Expired,
+            4 => Status::Unavailable,
+            5 => Status::NotAllowed,
+            _ => return None,
+        })
+    }
 }

@@ -22,6 +22,7 @@ use rtpm_rt::exec::{Activator, Job, OverrunPolicy, TaskOptions, TaskSpec};
 use rtpm_rt::time::{Clock, MonotonicClock, Nanos};
 
 use super::core::RpcCore;
+use super::remote::{RemoteGrants, RemoteReply};
 use super::reply::{BufferPool, ReplyTo};
 use super::request::{Header, OpError, ReplyBuf, Request, Status};
 use crate::error::Result;
@@ -118,6 +119,8 @@ pub(crate) struct Envelope {
     pub(crate) header: Header,
     pub(crate) payload: Vec<u8>,
     pub(crate) reply: Option<ReplyTo>,
+    /// Where the reply of a two-way request from another node goes.
+    pub(crate) remote: Option<RemoteReply>,
 }
 
 /// An endpoint's counters.
@@ -130,6 +133,9 @@ struct Counters {
     failed: AtomicU64,
     expired: AtomicU64,
     caller_overruns: AtomicU64,
+    remote: AtomicU64,
+    not_allowed: AtomicU64,
+    malformed: AtomicU64,
 }
 
 /// A snapshot of a server's counters.
@@ -149,6 +155,13 @@ pub struct ServerStats {
     pub expired: u64,
     /// Requests run on a caller's thread that took longer than the declared wcet.
     pub caller_overruns: u64,
+    /// Requests that came from other nodes (and were let in).
+    pub remote: u64,
+    /// Requests from other nodes refused because their user may not execute the server
+    /// on this node.
+    pub not_allowed: u64,
+    /// Messages on the server's port that were not requests.
+    pub malformed: u64,
 }
 
 /// A registered server's endpoint. See the [module documentation](self).
@@ -162,7 +175,9 @@ pub(crate) struct Endpoint {
     activator: OnceLock<Activator<()>>,
     open: AtomicBool,
     counters: Counters,
-    buffers: Arc<BufferPool>,
+    pub(crate) buffers: Arc<BufferPool>,
+    /// Remote callers' permission decisions.
+    pub(crate) grants: RemoteGrants,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -185,6 +200,7 @@ impl Endpoint {
     /// Queues a request and activates the request task; the envelope back when the
     /// mailbox is full or the endpoint closed.
     #[inline]
+    #[allow(clippy::result_large_err)] // given back by value: boxing would allocate per request
     pub(crate) fn submit(&self, env: Envelope) -> std::result::Result<(), Envelope> {
         let Some(act) = self.activator.get() else {
             return Err(env);
@@ -205,6 +221,18 @@ impl Endpoint {
                 Err(env)
             }
         }
+    }
+
+    pub(crate) fn count_remote(&self) {
+        self.counters.remote.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_not_allowed(&self) {
+        self.counters.not_allowed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_malformed(&self) {
+        self.counters.malformed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Runs `request` and counts how it ended.
@@ -265,7 +293,11 @@ impl Endpoint {
             header,
             payload,
             reply,
+            remote,
         } = env;
+        if let Some(remote) = remote {
+            return self.serve_remote(&header, payload, &remote);
+        }
         if MonotonicClock.now() > header.deadline {
             self.counters.expired.fetch_add(1, Ordering::Relaxed);
             match reply {
@@ -299,10 +331,27 @@ impl Endpoint {
         }
     }
 
+    /// Runs a two-way request from another node and sends its reply over the network.
+    fn serve_remote(&self, header: &Header, payload: Vec<u8>, remote: &RemoteReply) {
+        if MonotonicClock.now() > header.deadline {
+            self.counters.expired.fetch_add(1, Ordering::Relaxed);
+            self.buffers.give(payload);
+            return remote.send(Status::Expired, &[]);
+        }
+        let mut out = self.buffers.take().unwrap_or_default();
+        let status = self.run(header, &payload, &mut out);
+        remote.send(status, &out);
+        self.buffers.give(out);
+        self.buffers.give(payload);
+    }
+
     /// Stops taking requests and tells the waiting two-way callers.
     pub(crate) fn close(&self) {
         self.open.store(false, Ordering::Release);
         while let Some(env) = self.mailbox.pop() {
+            if let Some(r) = &env.remote {
+                r.send(Status::Unavailable, &[]);
+            }
             match env.reply {
                 Some(to) => to.send(Status::Unavailable, env.payload, &self.buffers),
                 None => self.buffers.give(env.payload),
@@ -322,6 +371,9 @@ impl Endpoint {
             failed: l(&c.failed),
             expired: l(&c.expired),
             caller_overruns: l(&c.caller_overruns),
+            remote: l(&c.remote),
+            not_allowed: l(&c.not_allowed),
+            malformed: l(&c.malformed),
         }
     }
 }
@@ -357,6 +409,7 @@ impl<S: RpcServer> RpcUserService<S> {
             open: AtomicBool::new(true),
             counters: Counters::default(),
             buffers: Arc::clone(&core.buffers),
+            grants: RemoteGrants::default(),
         });
         RpcUserService {
             server,

@@ -7,6 +7,7 @@ use rtpm_rt::time::Nanos;
 use super::client::{CallOptions, RpcClient};
 use super::codec::{Codec, Postcard};
 use super::core::{RpcConfig, RpcCore};
+use super::remote::RemoteRpc;
 use super::request::OpId;
 use super::server::{RpcServer, RpcUserService, ServerSpec};
 use crate::error::{Error, Result};
@@ -46,6 +47,8 @@ impl RpcRequest {
 pub struct RpcService {
     core: Arc<RpcCore>,
     kernel: OnceLock<KernelHandle>,
+    /// Follows the runtime's networks (the network manager holds it weakly).
+    remote: OnceLock<Arc<RemoteRpc>>,
 }
 
 impl Default for RpcService {
@@ -68,12 +71,18 @@ impl RpcService {
         RpcService {
             core: Arc::new(RpcCore::new(config)),
             kernel: OnceLock::new(),
+            remote: OnceLock::new(),
         }
     }
 
     /// Its id (listing 9's `RPCService::getUUID()`).
     pub fn uuid() -> ServiceId {
         ServiceId::from_name(RpcService::NAME)
+    }
+
+    /// How long a client's resolution waits for each network's discovery to answer.
+    fn lookup_timeout(&self) -> Nanos {
+        self.core.config.lookup
     }
 
     fn kernel(&self) -> Result<&KernelHandle> {
@@ -138,14 +147,14 @@ impl RpcService {
         if let Some(ep) = self.core.local(id) {
             return RpcClient::new(Arc::clone(&self.core), api, session.clone(), ep, measure);
         }
-        match k.networks.find_uuid(id, Nanos::ms(50)) {
-            Some((net, node)) => Err(Error::ServiceNotAvailable {
+        match k.networks.find_uuid(id, self.lookup_timeout()) {
+            Some((_, node)) if node == k.node.id => Err(Error::ServiceNotAvailable {
                 service: name,
-                reason: format!(
-                    "it is served by node {node} on network `{}`, and remote invocation needs the overlay driver (issue 7), which this build does not have yet",
-                    net.name()
-                ),
+                reason: "the network's discovery names this node, but no server of that id is registered here any more (it was unregistered; its lease has not run out yet)".into(),
             }),
+            Some((net, node)) => {
+                RpcClient::remote(Arc::clone(&self.core), api, session.clone(), net, node, id, name, measure)
+            }
             None => Err(Error::ServiceNotFound { id }),
         }
     }
@@ -173,7 +182,16 @@ impl Service for RpcService {
 
 impl KernelService for RpcService {
     fn start(&mut self, ctx: &mut KernelContext<'_>) -> Result<()> {
-        let _ = self.kernel.set(ctx.kernel());
+        let kernel = ctx.kernel();
+        let _ = self.kernel.set(kernel.clone());
+        let _ = self.core.kernel.set(kernel.clone());
+        let remote = Arc::new(RemoteRpc {
+            core: Arc::clone(&self.core),
+            kernel: kernel.clone(),
+        });
+        let weak = Arc::downgrade(&remote);
+        let _ = self.remote.set(remote);
+        kernel.with_network_mgr(|m| m.watch(weak))?;
         Ok(())
     }
 

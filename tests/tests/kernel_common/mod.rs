@@ -50,3 +50,5 @@ pub fn runtime() -> Runtime {
 pub fn sim_clock() -> Arc<SimClock> {
     Arc::new(SimClock::new(rtpm::rt::time::Instant(1_000_000_000_000)))
 }
+
+pub mod overlay;

@@ -340,6 +340,25 @@ impl Messaging for OverlayNetwork {
             .map_err(|e| self.failed(e))
     }
 
+    fn send_parts(
+        &self,
+        to: NodeId,
+        class: QosClass,
+        port: ServiceId,
+        parts: &[&[u8]],
+    ) -> Result<()> {
+        const MAX_PARTS: usize = 8;
+        if parts.len() >= MAX_PARTS {
+            return self.send(to, class, port, &parts.concat());
+        }
+        let mut all: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+        all[0] = port.0.as_bytes();
+        all[1..=parts.len()].copy_from_slice(parts);
+        self.driver
+            .send(peer_of(to), class.0, &all[..=parts.len()])
+            .map_err(|e| self.failed(e))
+    }
+
     fn attach(&self, port: ServiceId, inbox: Arc<dyn Inbox>) -> Result<()> {
         let _w = lock(&self.ports.writers);
         let mut m = HashMap::clone(&self.ports.inboxes.load());
