@@ -48,6 +48,20 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// Whether it has exited (without waiting).
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// The last lines of its log, for an error message.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(3)..].join("\n    ")
+    }
+
     /// Its latest counters.
     pub fn progress(&self) -> Progress {
         self.progress
@@ -91,8 +105,15 @@ name = "{name}"
 log = "info"
 control = "{socket}"
 
+[[service]]
+kind = "rpc"
+
+[[service]]                    # seven peers share one RT core: the DEADLINE monitor runs
+kind = "events"                # every 5 ms rather than every 1 ms (the promise is 15 ms)
+monitor_period = "5ms"
+
 [[overlay]]
-name = "demo"
+name = "city"
 multicast = "{group}"          # picked for this run, on the loopback interface
 interface = "127.0.0.1"
 key = "../overlay.key"         # made for this run
@@ -100,15 +121,28 @@ cell_size = {k}
 peers_per_super_peer = {pps}
 heartbeat = "{hb}"
 
+# Each SAP's receive task and the command (send) task are sporadic: a job every
+# {mi} at most, {batch} datagrams each (the default 1 ms would add up to 4 ms to
+# an RPC round trip: send, receive, reply, receive).
+[overlay.commands]
+min_interarrival = "{mi}"
+batch = {batch}
+
 [[overlay.sap]]                # class 0: control traffic, positions (best effort)
 address = "127.0.0.1:0"
 class = 0
+min_interarrival = "{mi}"
+batch = {batch}
 
 [[overlay.sap]]                # class 1: reliable (RPC requests and replies)
 address = "127.0.0.1:0"
 class = 1
 reliability = "reliable"
+min_interarrival = "{mi}"
+batch = {batch}
 "#,
+        mi = s.io_interarrival,
+        batch = s.io_batch,
         socket = socket.display(),
         k = s.cell_size,
         pps = s.peers_per_super_peer,

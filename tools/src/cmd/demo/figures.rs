@@ -181,7 +181,7 @@ pub fn timeline(samples: &[Sample], rpcs: &[RpcRecord], at: &Instants) -> String
         },
         Counts {
             label: "RPCs failed / 100 ms",
-            colour: "#d62728",
+            colour: "#000000",
             start: x0,
             bin: BIN_S,
             counts: &failed,

@@ -34,7 +34,7 @@ use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 use rtpm::rt::time::{Clock, MonotonicClock, Nanos};
 
-use self::cluster::Cluster;
+use self::cluster::{Cluster, Peer};
 use self::peer::Role;
 use self::records::Progress;
 use self::report::{Repair, Report, Window};
@@ -319,11 +319,24 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
     let interrupted = || stop.load(Ordering::Acquire);
 
     // start: the coordinator first (it founds the root), then the vehicles
-    let wait = |what: &str, secs: u64, f: &mut dyn FnMut() -> bool| -> Result<(), String> {
+    let wait = |c: &mut Cluster,
+                what: &str,
+                secs: u64,
+                f: &mut dyn FnMut(&Cluster) -> bool|
+     -> Result<(), String> {
         let until = Instant::now() + Duration::from_secs(secs);
-        while !f() {
+        while !f(c) {
             if interrupted() {
                 return Err(INTERRUPTED.into());
+            }
+            if let Some(i) = c.peers.iter_mut().position(Peer::exited) {
+                let p = &c.peers[i];
+                return Err(format!(
+                    "{} exited while starting; the end of its log ({}):\n    {}",
+                    p.name,
+                    p.dir.join("log").display(),
+                    p.log_tail()
+                ));
             }
             if Instant::now() >= until {
                 return Err(format!("{what} within {secs} s"));
@@ -335,7 +348,7 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
     let spawned_at = Instant::now();
     c.spawn(0, &exe, &passphrase, lock_memory)
         .map_err(|e| format!("cannot start p0: {e}"))?;
-    wait("p0 did not become a super-peer", 10, &mut || {
+    wait(&mut c, "p0 did not become a super-peer", 10, &mut |c| {
         watch::network(&c.peers[0].socket).is_some_and(|n| n["role"] == "super-peer")
     })?;
     for i in 1..c.peers.len() {
@@ -348,9 +361,10 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
         let socket = c.peers[i].socket.clone();
         let mut id = None;
         wait(
+            &mut c,
             &format!("p{i} did not answer on its control socket"),
             10,
-            &mut || {
+            &mut |_| {
                 id = watch::node_id(&socket);
                 id.is_some()
             },
@@ -362,9 +376,10 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
     let mut formed = Shape::default();
     let mut last_print = Instant::now();
     wait(
+        &mut c,
         "the overlay did not form (every peer joined, one tree, two cells)",
         20,
-        &mut || {
+        &mut |_| {
             formed = watch::shape(&refs);
             if last_print.elapsed() >= Duration::from_secs(1) {
                 println!("  forming: {formed}");
@@ -377,7 +392,7 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
         if interrupted() {
             e
         } else {
-            format!("{e}: {formed}")
+            format!("{e} ({formed})")
         }
     })?;
     println!(

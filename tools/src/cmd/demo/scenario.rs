@@ -18,6 +18,10 @@ pub struct Scenario {
     pub peers_per_super_peer: usize,
     /// The overlay's heartbeat period.
     pub heartbeat: Nanos,
+    /// The minimum inter-arrival time of the overlay's receive and send tasks.
+    pub io_interarrival: Nanos,
+    /// Datagrams one job of those tasks handles at most.
+    pub io_batch: u32,
     /// A vehicle publishes its position this often (100 Hz).
     pub position_period: Nanos,
     /// The publishing task's declared worst-case execution time.
@@ -36,7 +40,8 @@ pub struct Scenario {
 
 impl Scenario {
     /// The default: 7 peers, cells of 2 super-peers serving 2 peers each (so 7 peers make
-    /// at least two cells), 25 ms heartbeats, positions at 100 Hz with a 15 ms DEADLINE,
+    /// at least two cells), 25 ms heartbeats, receive and send jobs every 250 µs at
+    /// most (4 datagrams each), positions at 100 Hz with a 15 ms DEADLINE,
     /// speed limits asked at 10 Hz within 20 ms, the kill at 40 % of the run.
     pub fn embedded(peers: usize) -> Scenario {
         Scenario {
@@ -44,6 +49,8 @@ impl Scenario {
             cell_size: 2,
             peers_per_super_peer: 2,
             heartbeat: Nanos::ms(25),
+            io_interarrival: Nanos::us(250),
+            io_batch: 4,
             position_period: Nanos::ms(10),
             position_wcet: Nanos::us(200),
             position_deadline: Nanos::ms(15),

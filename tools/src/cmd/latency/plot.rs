@@ -213,7 +213,9 @@ pub struct Counts<'a> {
     pub counts: &'a [u64],
 }
 
-const TL_W: f64 = 920.0;
+const TL_W: f64 = 1040.0;
+/// Room for the legend right of the panels.
+const TL_LEGEND: f64 = 230.0;
 const TL_H: f64 = 640.0;
 /// The upper (latency) panel's height.
 const TL_TOP_H: f64 = 330.0;
@@ -234,7 +236,7 @@ pub fn timeline(
     } else {
         (x_range.0, x_range.0 + 1.0)
     };
-    let pw = TL_W - LEFT - RIGHT - 120.0;
+    let pw = TL_W - LEFT - RIGHT - TL_LEGEND;
     let top = TOP + 20.0;
     let low_top = top + TL_TOP_H + TL_GAP;
     let low_h = TL_H - low_top - BOTTOM;
@@ -324,7 +326,7 @@ pub fn timeline(
             LEFT + pw,
             LEFT - 6.0,
             y + 4.0,
-            n.round()
+            trim_float(n)
         );
     }
     for (y, h) in [(top, TL_TOP_H), (low_top, low_h)] {
