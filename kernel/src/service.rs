@@ -121,6 +121,14 @@ impl UserApi {
     pub fn node(&self) -> (&str, NodeId) {
         (&self.kernel.node.name, self.kernel.node.id)
     }
+
+    /// A weak handle on the kernel, for the event service's networking (it must not keep
+    /// the runtime alive).
+    pub(crate) fn handle(&self) -> KernelHandle {
+        KernelHandle {
+            kernel: Arc::downgrade(&self.kernel),
+        }
+    }
 }
 
 /// How a service's tasks are spawned: shared by both contexts.

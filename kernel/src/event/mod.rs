@@ -14,14 +14,20 @@
 //! [`NoticeKind::LivelinessRegained`] when it publishes again). A publisher that is
 //! closed (dropped) is announced at once with [`NoticeKind::PublisherGone`].
 //!
-//! Topics are local to the runtime in this build; finding them through discovery and
-//! carrying samples over the overlay on the topic's class comes with the overlay driver
-//! (issue 7).
+//! **Across nodes** ([`remote`](self) internals; see `remote.rs`): a node that publishes a
+//! topic advertises it in its networks' discovery; a node with subscribers finds it there
+//! and subscribes; samples then travel over the overlay on the topic's QoS class. DEADLINE
+//! and liveliness hold across nodes too: a publisher whose node crashes, leaves or loses
+//! its network is reported [`NoticeKind::LivelinessLost`] when its lease (declared, or
+//! [`EventConfig::remote_lease`]) runs out. [`Subscriber::publisher_node`] tells remote
+//! publishers apart; [`TopicInfo`] counts remote publishers and subscribed nodes.
 
 mod notice;
+mod remote;
 mod service;
 mod topic;
 
 pub use notice::{Notice, NoticeKind, PublisherId};
+pub use remote::SUBSCRIPTION_LEASE;
 pub use service::{EventConfig, EventService, Publisher, Received, Subscriber, TopicInfo};
 pub use topic::{PublisherQos, TopicQos};

@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
 use rtpm_rt::exec::{Job, TaskOptions, TaskSpec};
@@ -11,10 +12,11 @@ use rtpm_rt::time::{Clock, Instant, MonotonicClock, Nanos};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::notice::{Notice, NoticeKind, PublisherId};
+use super::notice::{Notice, PublisherId};
+use super::remote::{Head, Kind, RemoteEvents};
 use super::topic::{PublisherQos, PublisherState, SubscriberSlot, Topic, TopicQos};
 use crate::error::{Error, Result};
-use crate::id::ServiceId;
+use crate::id::{NodeId, ServiceId};
 use crate::rpc::{Codec, Postcard};
 use crate::security::Permission;
 use crate::service::{Service, UserApi, UserContext, UserService};
@@ -30,15 +32,25 @@ pub struct EventConfig {
     pub monitor_wcet: Nanos,
     /// The largest encoded sample; subscriber buffers are this big.
     pub max_sample: usize,
+    /// Period of the network thread (topics across nodes): subscriptions are looked up
+    /// and renewed, and this node's publishers assert their liveliness, this often.
+    pub remote_period: Nanos,
+    /// The liveliness lease given to a publisher of another node that declared none:
+    /// subscribers are told it is lost when nothing (samples, its node's liveliness
+    /// assertions) came from it for this long — how a crashed or departed node shows.
+    pub remote_lease: Nanos,
 }
 
 impl Default for EventConfig {
-    /// A 1 ms monitor budgeted at 50 µs; samples up to 1 KiB.
+    /// A 1 ms monitor budgeted at 50 µs; samples up to 1 KiB; the network thread every
+    /// 50 ms; remote publishers' default lease 500 ms.
     fn default() -> EventConfig {
         EventConfig {
             monitor_period: Nanos::ms(1),
             monitor_wcet: Nanos::us(50),
             max_sample: 1024,
+            remote_period: Nanos::ms(50),
+            remote_lease: Nanos::ms(500),
         }
     }
 }
@@ -54,11 +66,15 @@ pub struct TopicInfo {
     pub qos: TopicQos,
     /// Publishers now.
     pub publishers: usize,
-    /// Subscribers now.
+    /// Subscribers now (in this runtime).
     pub subscribers: usize,
+    /// Of the publishers, those of other nodes whose samples arrive here.
+    pub remote_publishers: usize,
+    /// Other nodes subscribed to this node's publishers.
+    pub remote_subscribers: usize,
 }
 
-type Topics = HashMap<ServiceId, Arc<Topic>>;
+pub(crate) type Topics = HashMap<ServiceId, Arc<Topic>>;
 
 /// The event service. See the [module documentation](super).
 pub struct EventService {
@@ -66,7 +82,9 @@ pub struct EventService {
     topics: Arc<ArcSwap<Topics>>,
     edit: Mutex<()>,
     api: OnceLock<UserApi>,
-    next_publisher: AtomicU64,
+    next_publisher: Arc<AtomicU64>,
+    remote: OnceLock<Arc<RemoteEvents>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for EventService {
@@ -95,7 +113,9 @@ impl EventService {
             topics: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             edit: Mutex::new(()),
             api: OnceLock::new(),
-            next_publisher: AtomicU64::new(1),
+            next_publisher: Arc::new(AtomicU64::new(1)),
+            remote: OnceLock::new(),
+            thread: Mutex::new(None),
         }
     }
 
@@ -134,6 +154,9 @@ impl EventService {
         let mut map = HashMap::clone(&now);
         map.insert(id, Arc::clone(&t));
         self.topics.store(Arc::new(map));
+        if let Some(r) = self.remote.get() {
+            r.topic_created(&t);
+        }
         Ok(t)
     }
 
@@ -169,6 +192,11 @@ impl EventService {
             clock.now(),
         ));
         topic.add_publisher(Arc::clone(&state));
+        if topic.local_publishers.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(r) = self.remote.get()
+        {
+            r.publishing(&topic);
+        }
         Ok(Publisher {
             topic,
             state,
@@ -229,6 +257,8 @@ impl EventService {
                 qos: t.qos,
                 publishers: t.publisher_count(),
                 subscribers: t.subscriber_count(),
+                remote_publishers: t.remote_pubs.load().len(),
+                remote_subscribers: t.remote_subs.load().len(),
             })
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -246,6 +276,39 @@ impl UserService for EventService {
     fn start(&mut self, ctx: &mut UserContext<'_>) -> Result<()> {
         let api = ctx.api();
         let clock = api.clock();
+        let remote = Arc::new(RemoteEvents {
+            topics: Arc::clone(&self.topics),
+            ids: Arc::clone(&self.next_publisher),
+            clock: Arc::clone(&clock),
+            kernel: api.handle(),
+            default_lease: self.config.remote_lease,
+            running: AtomicBool::new(true),
+        });
+        let weak = Arc::downgrade(&remote);
+        let watcher: std::sync::Weak<dyn crate::network::NetworkWatch> = weak;
+        if let Ok(k) = api.handle().get() {
+            k.networks.watch(watcher);
+        }
+        let period = self.config.remote_period;
+        let r = Arc::clone(&remote);
+        let thread = std::thread::Builder::new()
+            .name("rtpm-events-net".into())
+            .spawn(move || {
+                while r.running.load(Ordering::Acquire) {
+                    r.round(period.min(Nanos::ms(100)));
+                    std::thread::park_timeout(period.to_duration());
+                }
+            })
+            .map_err(|e| {
+                Error::Invalid(format!(
+                    "the event service could not start its network thread: {e}"
+                ))
+            })?;
+        *self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(thread);
+        let _ = self.remote.set(remote);
         let _ = self.api.set(api);
         let topics = Arc::clone(&self.topics);
         let spec = TaskSpec::periodic(
@@ -260,6 +323,21 @@ impl UserService for EventService {
             }
         })?;
         Ok(())
+    }
+
+    fn stop(&self) {
+        if let Some(r) = self.remote.get() {
+            r.running.store(false, Ordering::Release);
+        }
+        let t = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(t) = t {
+            t.thread().unpark();
+            let _ = t.join();
+        }
     }
 }
 
@@ -289,24 +367,6 @@ impl<T: Serialize, C: Codec> Publisher<T, C> {
     /// Its id.
     pub fn id(&self) -> PublisherId {
         self.state.id
-    }
-
-    fn alive_now(&self, now: Instant) {
-        self.state.last.store(now.as_nanos(), Ordering::Release);
-        if let Some(d) = self.state.qos.deadline {
-            self.state
-                .next_due
-                .store(now.add(d).as_nanos(), Ordering::Release);
-        }
-        if self
-            .state
-            .alive
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            self.topic
-                .notify(NoticeKind::LivelinessRegained, self.state.id, now);
-        }
     }
 
     /// Publishes `value` to every subscriber; how many took it (a full subscriber drops
@@ -344,29 +404,32 @@ impl<T: Serialize, C: Codec> Publisher<T, C> {
         let now = self.clock.now();
         let seq = self.state.seq.fetch_add(1, Ordering::Relaxed);
         let n = self.topic.deliver(self.state.id, seq, now, &self.scratch);
-        self.alive_now(now);
+        self.topic.send_remote(
+            &Head::of(Kind::Sample, &self.state, seq, now),
+            &self.scratch,
+            now,
+        );
+        self.topic.renew(&self.state, now, true);
         Ok(n)
     }
 
-    /// Asserts liveliness without publishing (renews the lease; not a DEADLINE sample).
+    /// Asserts liveliness without publishing (renews the lease; not a DEADLINE sample),
+    /// here and on the subscribed nodes.
     pub fn assert_liveliness(&self) {
         let now = self.clock.now();
-        self.state.last.store(now.as_nanos(), Ordering::Release);
-        if self
-            .state
-            .alive
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            self.topic
-                .notify(NoticeKind::LivelinessRegained, self.state.id, now);
-        }
+        self.topic.renew(&self.state, now, false);
+        self.topic
+            .send_remote(&Head::of(Kind::Alive, &self.state, 0, now), &[], now);
     }
 }
 
 impl<T, C: Codec> Drop for Publisher<T, C> {
     fn drop(&mut self) {
-        self.topic.remove_publisher(&self.state, self.clock.now());
+        let now = self.clock.now();
+        self.topic.local_publishers.fetch_sub(1, Ordering::AcqRel);
+        self.topic
+            .send_remote(&Head::of(Kind::Gone, &self.state, 0, now), &[], now);
+        self.topic.remove_publisher(&self.state, now);
     }
 }
 
@@ -438,6 +501,17 @@ impl<T: DeserializeOwned, C: Codec> Subscriber<T, C> {
             }
             self.slot.wake.wait(seen, Some(deadline));
         }
+    }
+
+    /// The node publisher `id` publishes from, when it is a publisher of another node
+    /// (`None` for one of this runtime, or one not known).
+    pub fn publisher_node(&self, id: PublisherId) -> Option<NodeId> {
+        self.topic
+            .remote_pubs
+            .load()
+            .iter()
+            .find(|p| p.state.id == id)
+            .map(|p| p.node)
     }
 
     /// Samples this subscriber dropped because it was full.

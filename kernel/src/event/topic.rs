@@ -10,7 +10,8 @@ use rtpm_rt::exec::WakeWord;
 use rtpm_rt::time::{Instant, Nanos};
 
 use super::notice::{Notice, NoticeKind, PublisherId};
-use crate::id::ServiceId;
+use super::remote::{RemotePub, RemoteSub};
+use crate::id::{NodeId, ServiceId};
 use crate::qos::QosClass;
 
 /// A topic's QoS, fixed by whoever creates it first.
@@ -123,6 +124,8 @@ pub(crate) struct PublisherState {
     pub(crate) next_due: AtomicU64,
     pub(crate) alive: AtomicBool,
     pub(crate) seq: AtomicU64,
+    /// It publishes from another node (its samples come over a network).
+    pub(crate) remote: bool,
 }
 
 impl PublisherState {
@@ -134,6 +137,15 @@ impl PublisherState {
             next_due: AtomicU64::new(now.add(qos.deadline.unwrap_or(Nanos::MAX)).as_nanos()),
             alive: AtomicBool::new(true),
             seq: AtomicU64::new(0),
+            remote: false,
+        }
+    }
+
+    /// The state of a publisher of another node.
+    pub(crate) fn remote(id: PublisherId, qos: PublisherQos, now: Instant) -> PublisherState {
+        PublisherState {
+            remote: true,
+            ..PublisherState::new(id, qos, now)
         }
     }
 }
@@ -146,6 +158,12 @@ pub(crate) struct Topic {
     pub(crate) qos: TopicQos,
     subscribers: ArcSwap<Vec<Arc<SubscriberSlot>>>,
     publishers: ArcSwap<Vec<Arc<PublisherState>>>,
+    /// Nodes subscribed to this node's publishers, with their lease.
+    pub(crate) remote_subs: ArcSwap<Vec<Arc<RemoteSub>>>,
+    /// Publishers of other nodes whose samples arrive here.
+    pub(crate) remote_pubs: ArcSwap<Vec<Arc<RemotePub>>>,
+    /// Publishers in this runtime.
+    pub(crate) local_publishers: AtomicU64,
     edit: Mutex<()>,
 }
 
@@ -157,6 +175,9 @@ impl Topic {
             qos,
             subscribers: ArcSwap::from_pointee(Vec::new()),
             publishers: ArcSwap::from_pointee(Vec::new()),
+            remote_subs: ArcSwap::from_pointee(Vec::new()),
+            remote_pubs: ArcSwap::from_pointee(Vec::new()),
+            local_publishers: AtomicU64::new(0),
             edit: Mutex::new(()),
         }
     }
@@ -186,6 +207,128 @@ impl Topic {
         let mut v = Vec::clone(&self.publishers.load());
         v.push(p);
         self.publishers.store(Arc::new(v));
+    }
+
+    /// Node `node`'s subscription (through `net`) renewed until `until` (clock ns);
+    /// added when new.
+    pub(crate) fn subscribed(
+        &self,
+        net: &std::sync::Weak<dyn crate::network::Network>,
+        node: NodeId,
+        until: u64,
+    ) {
+        if let Some(s) = self.remote_subs.load().iter().find(|s| s.node == node) {
+            s.expires.store(until, Ordering::Release);
+            return;
+        }
+        let _g = self.edit();
+        let mut v = Vec::clone(&self.remote_subs.load());
+        if let Some(s) = v.iter().find(|s| s.node == node) {
+            s.expires.store(until, Ordering::Release);
+            return;
+        }
+        v.push(Arc::new(RemoteSub {
+            net: net.clone(),
+            node,
+            expires: AtomicU64::new(until),
+        }));
+        self.remote_subs.store(Arc::new(v));
+    }
+
+    /// Drops the remote subscriptions that expired by `now` (clock ns).
+    pub(crate) fn expire_subscriptions(&self, now: u64) {
+        if self
+            .remote_subs
+            .load()
+            .iter()
+            .all(|s| s.expires.load(Ordering::Acquire) > now)
+        {
+            return;
+        }
+        let _g = self.edit();
+        let mut v = Vec::clone(&self.remote_subs.load());
+        v.retain(|s| s.expires.load(Ordering::Acquire) > now);
+        self.remote_subs.store(Arc::new(v));
+    }
+
+    /// The publisher `id` of node `node`, made known here (with `qos`, and a local id
+    /// from `ids`) when it is new.
+    pub(crate) fn remote_pub(
+        &self,
+        node: NodeId,
+        id: u64,
+        qos: PublisherQos,
+        ids: &AtomicU64,
+        now: Instant,
+    ) -> Arc<RemotePub> {
+        if let Some(p) = self
+            .remote_pubs
+            .load()
+            .iter()
+            .find(|p| p.node == node && p.id == id)
+        {
+            return Arc::clone(p);
+        }
+        let state = Arc::new(PublisherState::remote(
+            PublisherId(ids.fetch_add(1, Ordering::Relaxed)),
+            qos,
+            now,
+        ));
+        let p = Arc::new(RemotePub {
+            node,
+            id,
+            state: Arc::clone(&state),
+        });
+        {
+            let _g = self.edit();
+            let mut v = Vec::clone(&self.remote_pubs.load());
+            v.push(Arc::clone(&p));
+            self.remote_pubs.store(Arc::new(v));
+        }
+        self.add_publisher(state);
+        p
+    }
+
+    /// Publisher `id` of node `node` is gone (closed there): forgotten, subscribers told.
+    pub(crate) fn remote_gone(&self, node: NodeId, id: u64, now: Instant) {
+        let gone = {
+            let _g = self.edit();
+            let mut v = Vec::clone(&self.remote_pubs.load());
+            let Some(i) = v.iter().position(|p| p.node == node && p.id == id) else {
+                return;
+            };
+            let p = v.remove(i);
+            self.remote_pubs.store(Arc::new(v));
+            p
+        };
+        self.remove_publisher(&gone.state, now);
+    }
+
+    /// A sample (or, with `sample == false`, a liveliness assertion) of `p` at `now`:
+    /// renews its lease, moves its next DEADLINE on, and tells the subscribers when its
+    /// liveliness was lost and is back.
+    #[inline]
+    pub(crate) fn renew(&self, p: &PublisherState, now: Instant, sample: bool) {
+        p.last.store(now.as_nanos(), Ordering::Release);
+        if sample && let Some(d) = p.qos.deadline {
+            p.next_due.store(now.add(d).as_nanos(), Ordering::Release);
+        }
+        if p.alive
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.notify(NoticeKind::LivelinessRegained, p.id, now);
+        }
+    }
+
+    /// The local publishers' states.
+    pub(crate) fn local_publisher_states(&self) -> Vec<Arc<PublisherState>> {
+        self.publishers
+            .load()
+            .iter()
+            .filter(|p| !p.remote)
+            .cloned()
+            .collect()
     }
 
     /// Removes publisher `p` and tells every subscriber it is gone.
