@@ -216,6 +216,7 @@ impl Cluster {
         passphrase: &str,
         lock_memory: bool,
     ) -> std::io::Result<()> {
+        let n = self.peers.len();
         let p = &mut self.peers[i];
         let log = std::fs::File::create(p.dir.join("log"))?;
         let mut cmd = Command::new(exe);
@@ -229,6 +230,8 @@ impl Cluster {
             })
             .arg("--vehicle")
             .arg(p.vehicle.to_string())
+            .arg("--vehicles")
+            .arg((n - 1).to_string())
             .env(PASSPHRASE_ENV, passphrase)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

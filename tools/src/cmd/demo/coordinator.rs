@@ -3,7 +3,6 @@
 //! records each sample's publish-to-delivery latency and the DEADLINE and liveliness
 //! notices.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +13,10 @@ use rtpm::rt::time::{Clock, MonotonicClock, Nanos};
 use rtpm::{Error, Runtime, Session};
 
 use super::peer::{Counters, Workers};
-use super::records::{Log, NOTICES, NoticeRecord, SAMPLES, Sample};
+use super::records::{Log, NoticeRecord, Sample, notices_file, samples_file};
 use super::scenario::{
-    COORDINATOR, POSITIONS, Position, SPEED_LIMIT_OP, SpeedLimitRequest, speed_limit, topic_qos,
+    COORDINATOR, Position, SPEED_LIMIT_OP, SpeedLimitRequest, positions_topic, speed_limit,
+    topic_qos,
 };
 
 /// The speed-limit server.
@@ -56,77 +56,85 @@ fn kind(k: NoticeKind) -> &'static str {
     }
 }
 
-/// Starts the coordinator: registers the server, subscribes, records.
+/// Starts the coordinator: registers the server, subscribes to vehicles 1..=`vehicles`
+/// (a thread each, woken by its subscriber, so a sample's delivery time is when it
+/// arrived), records.
 pub fn start(
     rt: &Runtime,
     session: &Session,
+    vehicles: u32,
     dir: &Path,
     counters: &Arc<Counters>,
     stop: &Arc<AtomicBool>,
 ) -> rtpm::Result<Workers> {
     let rpc = rt.rpc(session)?;
-    // six vehicles at 10 Hz: a request every 1 ms at most is ample; 100 µs each
+    // six vehicles at 10 Hz: a request every 1 ms at most is ample; 50 µs each
     rpc.register_server(
         session,
         Coordinator {
             counters: Arc::clone(counters),
         },
-        ServerSpec::new(Nanos::ms(1), Nanos::us(100)).queue(64),
+        ServerSpec::new(Nanos::ms(1), Nanos::us(50)).queue(64),
     )?;
     let events = rt.events(session)?;
-    let mut subscriber = events.subscriber::<Position>(session, POSITIONS, topic_qos())?;
-    let mut samples = create(dir, SAMPLES)?;
-    let mut notices = create(dir, NOTICES)?;
-    let (counters, stop) = (Arc::clone(counters), Arc::clone(stop));
-    let thread = std::thread::Builder::new()
-        .name("demo-positions".into())
-        .spawn(move || {
-            // which vehicle each publisher is, learnt from its samples
-            let mut vehicles = HashMap::new();
-            let mut flushed = MonotonicClock.now();
-            while !stop.load(Ordering::Acquire) {
-                subscriber.wait(Nanos::ms(50));
-                loop {
-                    match subscriber.try_take() {
-                        Ok(Some(r)) => {
-                            let now = MonotonicClock.now().as_nanos();
-                            vehicles.insert(r.publisher, r.value.vehicle);
-                            Counters::bump(&counters.received);
-                            samples.sample(&Sample {
-                                recv_ns: now,
-                                vehicle: r.value.vehicle,
-                                seq: r.value.seq,
-                                sent_ns: r.value.sent_ns,
-                            });
+    let mut workers = Vec::new();
+    for v in 1..=vehicles {
+        let mut subscriber =
+            events.subscriber::<Position>(session, &positions_topic(v), topic_qos())?;
+        let mut samples = create(dir, &samples_file(v))?;
+        let mut notices = create(dir, &notices_file(v))?;
+        let (counters, stop) = (Arc::clone(counters), Arc::clone(stop));
+        let thread = std::thread::Builder::new()
+            .name(format!("demo-positions-v{v}"))
+            .spawn(move || {
+                let mut flushed = MonotonicClock.now();
+                let mut dropped = 0;
+                while !stop.load(Ordering::Acquire) {
+                    subscriber.wait(Nanos::ms(50));
+                    loop {
+                        match subscriber.try_take() {
+                            Ok(Some(r)) => {
+                                let now = MonotonicClock.now().as_nanos();
+                                Counters::bump(&counters.received);
+                                samples.sample(&Sample {
+                                    recv_ns: now,
+                                    vehicle: r.value.vehicle,
+                                    seq: r.value.seq,
+                                    sent_ns: r.value.sent_ns,
+                                });
+                            }
+                            Ok(None) => break,
+                            Err(e) => counters.error(e),
                         }
-                        Ok(None) => break,
-                        Err(e) => counters.error(e),
+                    }
+                    while let Some(n) = subscriber.try_notice() {
+                        match n.kind {
+                            NoticeKind::DeadlineMissed => {
+                                Counters::bump(&counters.deadline_notices)
+                            }
+                            NoticeKind::LivelinessLost => Counters::bump(&counters.liveliness_lost),
+                            _ => {}
+                        }
+                        notices.notice(&NoticeRecord {
+                            at_ns: n.at.as_nanos(),
+                            kind: kind(n.kind).to_string(),
+                            vehicle: Some(v),
+                        });
+                    }
+                    let d = subscriber.dropped();
+                    counters.dropped.fetch_add(d - dropped, Ordering::Relaxed);
+                    dropped = d;
+                    if MonotonicClock.now().since(flushed) >= Nanos::ms(250) {
+                        samples.flush();
+                        notices.flush();
+                        flushed = MonotonicClock.now();
                     }
                 }
-                while let Some(n) = subscriber.try_notice() {
-                    match n.kind {
-                        NoticeKind::DeadlineMissed => Counters::bump(&counters.deadline_notices),
-                        NoticeKind::LivelinessLost => Counters::bump(&counters.liveliness_lost),
-                        _ => {}
-                    }
-                    notices.notice(&NoticeRecord {
-                        at_ns: n.at.as_nanos(),
-                        kind: kind(n.kind).to_string(),
-                        vehicle: vehicles.get(&n.publisher).copied(),
-                    });
-                }
-                counters
-                    .dropped
-                    .store(subscriber.dropped(), Ordering::Relaxed);
-                if MonotonicClock.now().since(flushed) >= Nanos::ms(250) {
-                    samples.flush();
-                    notices.flush();
-                    flushed = MonotonicClock.now();
-                }
-            }
-            samples.flush();
-            notices.flush();
-        })
-        .map_err(|e| Error::Invalid(format!("cannot start the positions thread: {e}")))?;
-    Ok(vec![thread])
+                samples.flush();
+                notices.flush();
+            })
+            .map_err(|e| Error::Invalid(format!("cannot start a positions thread: {e}")))?;
+        workers.push(thread);
+    }
+    Ok(workers)
 }

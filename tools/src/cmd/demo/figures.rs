@@ -174,7 +174,7 @@ pub fn timeline(samples: &[Sample], rpcs: &[RpcRecord], at: &Instants) -> String
     let counts = [
         Counts {
             label: "positions delivered / 100 ms",
-            colour: "#1f77b4",
+            colour: "#555555",
             start: x0,
             bin: BIN_S,
             counts: &delivered,

@@ -531,12 +531,18 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
 
     // the report
     let coordinator = c.peers.iter().find(|p| p.role == Role::Coordinator);
-    let samples = coordinator.map_or_else(Vec::new, |p| {
-        records::read_samples(&p.dir.join(records::SAMPLES))
-    });
-    let notices = coordinator.map_or_else(Vec::new, |p| {
-        records::read_notices(&p.dir.join(records::NOTICES))
-    });
+    let mut samples = Vec::new();
+    let mut notices = Vec::new();
+    if let Some(co) = coordinator {
+        for p in c.peers.iter().filter(|p| p.role == Role::Vehicle) {
+            samples.extend(records::read_samples(
+                &co.dir.join(records::samples_file(p.vehicle)),
+            ));
+            notices.extend(records::read_notices(
+                &co.dir.join(records::notices_file(p.vehicle)),
+            ));
+        }
+    }
     let mut rpcs = Vec::new();
     for p in c.peers.iter().filter(|p| p.role == Role::Vehicle) {
         rpcs.extend(records::read_rpcs(&p.dir.join(records::RPCS)));

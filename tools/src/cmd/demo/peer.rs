@@ -47,6 +47,9 @@ pub struct PeerArgs {
     /// The vehicle's number (vehicles only).
     #[arg(long, default_value_t = 0)]
     vehicle: u32,
+    /// How many vehicles there are, numbered 1..=N (the coordinator subscribes to each).
+    #[arg(long, default_value_t = 0)]
+    vehicles: u32,
     /// Lock the process's memory (mlockall), as a real-time process should.
     #[arg(long)]
     lock_memory: bool,
@@ -193,7 +196,9 @@ pub fn run(args: PeerArgs) -> u8 {
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let started = match args.role {
-        Role::Coordinator => coordinator::start(&rt, &session, &args.config, &counters, &stop),
+        Role::Coordinator => {
+            coordinator::start(&rt, &session, args.vehicles, &args.config, &counters, &stop)
+        }
         Role::Vehicle => vehicle::start(
             &rt,
             &session,

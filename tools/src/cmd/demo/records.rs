@@ -11,10 +11,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// The coordinator's received positions: `recv_ns,vehicle,seq,sent_ns`.
-pub const SAMPLES: &str = "samples.csv";
-/// The coordinator's DEADLINE and liveliness notices: `at_ns,kind,vehicle`.
-pub const NOTICES: &str = "notices.csv";
+/// The coordinator's received positions from vehicle `v`: `recv_ns,vehicle,seq,sent_ns`.
+pub fn samples_file(v: u32) -> String {
+    format!("samples-v{v}.csv")
+}
+/// The coordinator's DEADLINE and liveliness notices about vehicle `v`:
+/// `at_ns,kind,vehicle`.
+pub fn notices_file(v: u32) -> String {
+    format!("notices-v{v}.csv")
+}
 /// A vehicle's speed-limit requests: `issued_ns,vehicle,outcome,rtt_ns`.
 pub const RPCS: &str = "rpc.csv";
 
@@ -255,7 +260,7 @@ mod tests {
             .unwrap();
         write!(f, "11,2,o").unwrap();
         assert_eq!(read_rpcs(&path), vec![r]);
-        let spath = dir.join(SAMPLES);
+        let spath = dir.join(samples_file(1));
         let mut log = Log::create(&spath).unwrap();
         let s = Sample {
             recv_ns: 5,

@@ -75,8 +75,11 @@ pub struct Stream {
     pub lost: u64,
     /// Publish-to-delivery latency.
     pub latency_us: Micros,
-    /// DEADLINE notices for this vehicle in the window.
+    /// DEADLINE notices for this vehicle in the window (for the killed vehicle, before
+    /// the kill: after it, one a period follows until the run ends, by design).
     pub deadline_notices: u64,
+    /// For the killed vehicle: kill → the coordinator told its liveliness was lost, ms.
+    pub liveliness_lost_after_ms: Option<f64>,
     /// Liveliness-lost notices for this vehicle in the window.
     pub liveliness_lost: u64,
     /// The longest gap between two received samples in the window, ms.
@@ -187,21 +190,42 @@ pub fn streams(
         let mut recv: Vec<u64> = v.iter().map(|s| s.recv_ns).collect();
         recv.sort_unstable();
         let gap = recv.windows(2).map(|p| p[1] - p[0]).max().unwrap_or(0);
-        let count = |kind: &str| {
+        let killed = killed_vehicle == Some(vehicle);
+        let until = match (killed, w.kill_ns) {
+            (true, Some(k)) => k,
+            _ => w.end_ns,
+        };
+        let count = |kind: &str, until: u64| {
             notices
                 .iter()
-                .filter(|n| n.vehicle == Some(vehicle) && n.kind == kind && w.holds(n.at_ns))
+                .filter(|n| {
+                    n.vehicle == Some(vehicle)
+                        && n.kind == kind
+                        && w.holds(n.at_ns)
+                        && n.at_ns < until
+                })
                 .count() as u64
+        };
+        let lost_after = match (killed, w.kill_ns) {
+            (true, Some(k)) => notices
+                .iter()
+                .filter(|n| {
+                    n.vehicle == Some(vehicle) && n.kind == "liveliness-lost" && n.at_ns >= k
+                })
+                .map(|n| (n.at_ns - k) as f64 / 1e6)
+                .reduce(f64::min),
+            _ => None,
         };
         out.push(Stream {
             vehicle,
             received: v.len() as u64,
             lost: span.saturating_sub(v.len() as u64),
             latency_us: Micros::of(&hist),
-            deadline_notices: count("deadline-missed"),
-            liveliness_lost: count("liveliness-lost"),
+            deadline_notices: count("deadline-missed", until),
+            liveliness_lost_after_ms: lost_after,
+            liveliness_lost: count("liveliness-lost", w.end_ns),
             longest_gap_ms: gap as f64 / 1e6,
-            killed: killed_vehicle == Some(vehicle),
+            killed,
             hist,
         });
     }
@@ -273,7 +297,11 @@ impl Report {
                 s.latency_us.max,
                 s.deadline_notices,
                 s.longest_gap_ms,
-                if s.killed { "  (killed)" } else { "" }
+                match (s.killed, s.liveliness_lost_after_ms) {
+                    (true, Some(t)) => format!("  killed; liveliness lost notice {t:.0} ms after"),
+                    (true, None) => "  killed; no liveliness lost notice".to_string(),
+                    _ => String::new(),
+                }
             );
         }
         let a = &self.all_streams_us;
@@ -294,8 +322,9 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "  DEADLINE = notices to the coordinator that a vehicle let 15 ms pass without a sample; \
-             deadline misses of the tasks: {} (vehicles' publishing, coordinator's requests), {} (overlay and event tasks)",
+            "  DEADLINE: notices to the coordinator that a vehicle let 15 ms pass without a sample \
+             (the killed one's counted until the kill). Gap: the longest between two deliveries.\n  \
+             Deadline misses of the tasks: {} (vehicles' publishing, coordinator's requests), {} (overlay and event tasks)",
             self.task_misses, self.other_task_misses
         );
         let _ = writeln!(o);

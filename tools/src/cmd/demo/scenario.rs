@@ -62,8 +62,11 @@ impl Scenario {
     }
 }
 
-/// The topic the vehicles publish on.
-pub const POSITIONS: &str = "demo.positions";
+/// The topic vehicle `n` publishes its positions on: one topic per vehicle, since
+/// discovery holds one owner per key (a subscriber finds a topic at one node).
+pub fn positions_topic(vehicle: u32) -> String {
+    format!("demo.positions.v{vehicle}")
+}
 
 /// The positions topic's QoS (the same at every publisher and subscriber): best effort
 /// (a late position is worth less than the next one), 256 samples queued per subscriber.

@@ -16,7 +16,8 @@ use rtpm::{Error, Runtime, Service, Session, UserContext, UserService};
 use super::peer::{Counters, Workers};
 use super::records::{Log, Outcome, RPCS, RpcRecord};
 use super::scenario::{
-    POSITIONS, Position, SPEED_LIMIT_OP, Scenario, SpeedLimitRequest, coordinator_id, topic_qos,
+    Position, SPEED_LIMIT_OP, Scenario, SpeedLimitRequest, coordinator_id, positions_topic,
+    topic_qos,
 };
 
 /// Where the vehicle is and how fast it goes, shared by its task and its RPC thread
@@ -101,7 +102,7 @@ pub fn start(
     let events = rt.events(session)?;
     let publisher = events.publisher::<Position>(
         session,
-        POSITIONS,
+        &positions_topic(number),
         topic_qos(),
         PublisherQos {
             deadline: Some(scenario.position_deadline),
