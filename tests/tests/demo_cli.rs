@@ -8,13 +8,30 @@
 
 mod exec_common;
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use exec_common::{fifo_allowed, two_cpus};
 use rtpm_tests::nodes::TempDir;
 use rtpm_tests::{bin, skip_unless};
 use serde_json::Value;
+
+/// The runs share the RT core: one at a time.
+static ONE_RUN: Mutex<()> = Mutex::new(());
+
+/// A running `rtpm demo`, SIGKILLed if the test fails first (its peers notice their
+/// parent is gone and stop).
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
 
 #[test]
 fn bad_flags_exit_2_naming_the_flag() {
@@ -90,31 +107,48 @@ fn well_formed_svg(text: &str) -> Result<(), String> {
 fn a_ten_second_run_reports_latency_rpcs_and_the_repair_and_writes_its_figures() {
     skip_unless!(fifo_allowed());
     skip_unless!(two_cpus());
+    let _one = ONE_RUN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let rtpm = bin::rtpm().unwrap();
     let tmp = TempDir::new("demo-cli");
     let out_dir = tmp.0.join("out");
-    let mut child = Command::new(&rtpm)
-        .args(["demo", "--duration", "10s", "--out"])
-        .arg(&out_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // the demo stops its peers itself; this only guards against a hang
+    let mut demo = Demo(
+        Command::new(&rtpm)
+            .args(["demo", "--duration", "10s", "--out"])
+            .arg(&out_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // the output is small (a line a second and the report): it fits the pipes
     let started = Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = demo.0.try_wait().unwrap() {
             break s;
         }
-        if started.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill();
-            panic!("rtpm demo --duration 10s still runs after 90 s");
-        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "rtpm demo --duration 10s still runs after 90 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    use std::io::Read;
+    demo.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    demo.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     eprintln!("{stdout}");
     assert!(
         status.success(),
@@ -196,16 +230,22 @@ fn peers_running(out: &std::path::Path) -> usize {
 fn ctrl_c_stops_every_peer() {
     skip_unless!(fifo_allowed());
     skip_unless!(two_cpus());
+    let _one = ONE_RUN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let rtpm = bin::rtpm().unwrap();
     let tmp = TempDir::new("demo-cli-int");
     let out_dir = tmp.0.join("out");
-    let mut child = Command::new(&rtpm)
-        .args(["demo", "--duration", "60s", "--out"])
-        .arg(&out_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut demo = Demo(
+        Command::new(&rtpm)
+            .args(["demo", "--duration", "60s", "--out"])
+            .arg(&out_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut demo.0;
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -223,7 +263,7 @@ fn ctrl_c_stops_every_peer() {
         let line = rx
             .recv_timeout(until.saturating_duration_since(Instant::now()))
             .expect("the demo did not start its run within 40 s");
-        if line.contains("running") {
+        if line.starts_with("rtpm demo: running") {
             break;
         }
     }

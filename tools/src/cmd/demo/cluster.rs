@@ -257,19 +257,23 @@ impl Cluster {
         Ok(())
     }
 
-    /// SIGKILLs peer `i` (no goodbye: a crash).
+    /// SIGKILLs peer `i` (no goodbye: a crash). Reaped later, in [`Cluster::stop_all`]:
+    /// a process whose real-time threads are starved on the RT core can take long to
+    /// finish dying, and the demo does not wait for it here.
     pub fn kill(&mut self, i: usize) -> std::io::Result<()> {
         let p = &mut self.peers[i];
         if let Some(c) = p.child.as_mut() {
             c.kill()?;
-            let _ = c.wait();
             p.killed = true;
         }
         Ok(())
     }
 
     /// SIGTERMs every peer still running, waits up to `grace` for them to leave the
-    /// overlay and exit, then SIGKILLs the rest. Returns the peers that had to be killed.
+    /// overlay and exit, then SIGKILLs the rest and waits up to 2 s more. Returns what
+    /// had to be forced, by peer: a process that is still not gone then (its threads
+    /// starved on the RT core by other processes' real-time threads, say) is left to
+    /// finish dying on its own, and said so.
     pub fn stop_all(&mut self, grace: Duration) -> Vec<String> {
         for p in &mut self.peers {
             if let Some(c) = p.child.as_mut()
@@ -279,25 +283,44 @@ impl Cluster {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
         }
-        let until = Instant::now() + grace;
-        let mut forced = Vec::new();
-        for p in &mut self.peers {
-            let Some(c) = p.child.as_mut() else {
-                continue;
-            };
+        let reap = |peers: &mut [Peer], until: Instant| {
             loop {
-                if c.try_wait().ok().flatten().is_some() {
-                    break;
+                let mut left = 0;
+                for p in peers.iter_mut() {
+                    if let Some(c) = p.child.as_mut() {
+                        if c.try_wait().ok().flatten().is_some() {
+                            p.child = None;
+                        } else {
+                            left += 1;
+                        }
+                    }
                 }
-                if Instant::now() >= until {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    forced.push(p.name.clone());
-                    break;
+                if left == 0 || Instant::now() >= until {
+                    return;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            p.child = None;
+        };
+        reap(&mut self.peers, Instant::now() + grace);
+        let mut forced = Vec::new();
+        for p in &mut self.peers {
+            if let Some(c) = p.child.as_mut() {
+                let _ = c.kill();
+                forced.push(format!(
+                    "{} did not exit within {} ms of SIGTERM and was killed",
+                    p.name,
+                    grace.as_millis()
+                ));
+            }
+        }
+        reap(&mut self.peers, Instant::now() + Duration::from_secs(2));
+        for p in &mut self.peers {
+            if p.child.take().is_some() {
+                forced.push(format!(
+                    "{} has not finished exiting 2 s after SIGKILL (its threads wait for the RT core); it is left to finish on its own",
+                    p.name
+                ));
+            }
         }
         // the readers see EOF now; give them a moment to take the final lines
         std::thread::sleep(Duration::from_millis(50));

@@ -21,6 +21,7 @@ pub mod figures;
 pub mod peer;
 pub mod records;
 pub mod report;
+pub mod rivals;
 pub mod scenario;
 pub mod vehicle;
 pub mod watch;
@@ -126,7 +127,8 @@ fn check(args: &DemoArgs) -> Result<PathBuf, String> {
 /// otherwise whether they can lock their memory, and lines to print.
 fn machine() -> Result<(bool, Vec<String>), String> {
     let caps = rtpm::rt::probe::capabilities();
-    let cpus = rtpm::rt::cpu::CpuSet::allowed().map_or(0, |c| c.len());
+    let allowed = rtpm::rt::cpu::CpuSet::allowed().ok();
+    let cpus = allowed.as_ref().map_or(0, |c| c.len());
     if cpus < 2 {
         return Err(format!(
             "this process may use {cpus} CPU(s); the peers' executors need two (one general, one rt): run it where two CPUs are allowed (taskset, cpuset)"
@@ -144,6 +146,12 @@ fn machine() -> Result<(bool, Vec<String>), String> {
         lines.push(
             "memory is not locked in the peers (needs root or CAP_IPC_LOCK): page faults may show in the tail latencies".to_string(),
         );
+    }
+    // the peers' RT core is the last allowed CPU (see cluster.rs)
+    if let Some(rt_core) = allowed.as_ref().and_then(|c| c.last())
+        && let Some(n) = rivals::note(rt_core, &rivals::on_core(rt_core))
+    {
+        lines.push(n);
     }
     if !caps.io_uring.ok {
         lines.push(format!(
@@ -511,11 +519,7 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
     println!("rtpm demo: stopping the peers");
     let forced = c.stop_all(Duration::from_secs(5));
     let mut notes: Vec<String> = machine_notes;
-    for f in forced {
-        notes.push(format!(
-            "{f} did not stop within 5 s of SIGTERM and was killed"
-        ));
-    }
+    notes.extend(forced);
     for p in &mut c.peers {
         if !p.killed && !p.progress().r#final {
             notes.push(format!(
