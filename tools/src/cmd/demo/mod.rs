@@ -46,7 +46,7 @@ use super::{BAD_INPUT, NO, OK};
 /// The flags of `rtpm demo` (its help text is on the `Command` variant).
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// How long the measured run lasts (after the overlay has formed), e.g. "30s", "1m".
+    /// How long the measured run lasts (after the overlay has formed), e.g. "30s", "120s".
     /// At least 5s.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     duration: Nanos,
@@ -494,7 +494,7 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
                 (Some(_), None, None) => " · repairing".to_string(),
             };
             println!(
-                "  [{:>5.1} s] positions {} delivered (+{}/s) · RPC {} ok, {} timeouts, {} failed · DEADLINE notices {} · overlay: {shape}{state}",
+                "  [{:>5.1} s] positions {} delivered (+{}/s) · RPC {} ok, {} timeouts, {} failed · misses: {} DEADLINE, {} task · overlay: {shape}{state}",
                 (now_ns() - start_ns) as f64 / 1e9,
                 now.received,
                 now.received.saturating_sub(before.received),
@@ -502,6 +502,7 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
                 now.rpc_timeout,
                 now.rpc_failed,
                 now.deadline_notices,
+                shape.task_misses,
             );
             if now.received == before.received
                 && let Some(e) = &now.last_error

@@ -430,6 +430,43 @@ mod tests {
     }
 
     #[test]
+    fn the_killed_vehicle_counts_deadline_notices_until_the_kill_and_when_it_was_lost() {
+        let w = Window {
+            start_ns: 0,
+            end_ns: 10_000_000_000,
+            kill_ns: Some(1_000_000_000),
+        };
+        let s = vec![sample(3, 1, 500, 100), sample(3, 2, 510, 100)];
+        let n = |ms: u64, kind: &str| NoticeRecord {
+            at_ns: ms * 1_000_000,
+            kind: kind.into(),
+            vehicle: Some(3),
+        };
+        let notices = vec![
+            n(600, "deadline-missed"),
+            n(1015, "deadline-missed"),
+            n(1030, "deadline-missed"),
+            n(1100, "liveliness-lost"),
+        ];
+        let (streams, _) = streams(&s, &notices, &w, Some(3)).unwrap();
+        assert_eq!(streams[0].deadline_notices, 1);
+        assert_eq!(streams[0].liveliness_lost, 1);
+        assert!((streams[0].liveliness_lost_after_ms.unwrap() - 100.0).abs() < 1e-6);
+        // not killed: every notice in the window counts
+        let (streams, _) = streams_of_survivor(&s, &notices, &w);
+        assert_eq!(streams[0].deadline_notices, 3);
+        assert_eq!(streams[0].liveliness_lost_after_ms, None);
+    }
+
+    fn streams_of_survivor(
+        s: &[Sample],
+        n: &[NoticeRecord],
+        w: &Window,
+    ) -> (Vec<Stream>, Histogram<u64>) {
+        streams(s, n, w, Some(9)).unwrap()
+    }
+
+    #[test]
     fn rpcs_count_each_outcome() {
         let w = Window {
             start_ns: 0,

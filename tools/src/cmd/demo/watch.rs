@@ -50,6 +50,8 @@ pub struct Shape {
     pub cells: usize,
     /// Distinct roots (1 when the tree is one).
     pub roots: usize,
+    /// Deadline misses of every admitted task of the answering peers, so far.
+    pub task_misses: u64,
 }
 
 impl Shape {
@@ -83,11 +85,17 @@ pub fn shape(peers: &[&Watched]) -> Shape {
     let mut cells = BTreeSet::new();
     let mut roots = BTreeSet::new();
     for p in peers {
-        let Some(net) = network(&p.socket) else {
+        let Ok(status) = ask(&p.socket, &json!({"cmd": "status"})) else {
             continue;
         };
         s.answering += 1;
-        if !joined(&net) {
+        s.task_misses += status["tasks"].as_array().map_or(0, |t| {
+            t.iter()
+                .filter_map(|t| t["deadline_misses"].as_u64())
+                .sum::<u64>()
+        });
+        let net = &status["networks"][0];
+        if !joined(net) {
             continue;
         }
         s.joined += 1;
