@@ -89,6 +89,7 @@ pub fn start(
             .spawn(move || {
                 let mut flushed = MonotonicClock.now();
                 let mut dropped = 0;
+                let mut alive = true;
                 while !stop.load(Ordering::Acquire) {
                     subscriber.wait(Nanos::ms(50));
                     loop {
@@ -108,11 +109,17 @@ pub fn start(
                         }
                     }
                     while let Some(n) = subscriber.try_notice() {
+                        // a publisher whose liveliness is lost misses every period after:
+                        // the live count leaves those out (the records keep them)
                         match n.kind {
-                            NoticeKind::DeadlineMissed => {
+                            NoticeKind::DeadlineMissed if alive => {
                                 Counters::bump(&counters.deadline_notices)
                             }
-                            NoticeKind::LivelinessLost => Counters::bump(&counters.liveliness_lost),
+                            NoticeKind::LivelinessLost => {
+                                alive = false;
+                                Counters::bump(&counters.liveliness_lost)
+                            }
+                            NoticeKind::LivelinessRegained => alive = true,
                             _ => {}
                         }
                         notices.notice(&NoticeRecord {

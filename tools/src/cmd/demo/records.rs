@@ -35,7 +35,7 @@ pub struct Progress {
     pub received: u64,
     /// Samples the coordinator's subscriber dropped because it was full.
     pub dropped: u64,
-    /// DEADLINE notices (coordinator).
+    /// DEADLINE notices (coordinator), except for publishers whose liveliness is lost.
     pub deadline_notices: u64,
     /// Liveliness-lost notices (coordinator).
     pub liveliness_lost: u64,
