@@ -6,7 +6,8 @@
 //! through its reactor's return queue, and only the reactor recycles it to the kernel.
 //!
 //! A full queue applies the QoS class's [`DropPolicy`] and counts it; the reactor never
-//! waits for a consumer. After every push the destination rings its doorbell (for a
+//! waits for a consumer. After every push the destination rings its doorbell, the rt
+//! crate's [`WakeWord`] (for a
 //! plain consumer thread parked in [`Consumer::wait`]) and calls the wake hook, if one is
 //! registered ([`Consumer::set_wake`]) — the place where an executor wires the release
 //! of a sporadic job.
@@ -18,10 +19,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use rtpm_rt::time::Instant;
+use rtpm_rt::exec::WakeWord;
+use rtpm_rt::time::{Clock, Instant, MonotonicClock, Nanos};
 
 use crate::config::DropPolicy;
-use crate::doorbell::Doorbell;
 use crate::error::Error;
 use crate::sap::Shared;
 use crate::sys::region::Lease;
@@ -156,7 +157,7 @@ pub(crate) struct Destination {
     /// Backpressure only: connections `(shard, conn)` paused on this full queue.
     blocked: Option<ArrayQueue<(u16, u32)>>,
     policy: DropPolicy,
-    bell: Doorbell,
+    bell: WakeWord,
     hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
     taken: AtomicBool,
     pub(crate) counters: DestCounters,
@@ -176,7 +177,7 @@ impl Destination {
             held: bp.then(|| ArrayQueue::new(buffers.max(1))),
             blocked: bp.then(|| ArrayQueue::new(conns.max(1))),
             policy,
-            bell: Doorbell::default(),
+            bell: WakeWord::new(),
             hook: OnceLock::new(),
             taken: AtomicBool::new(false),
             counters: DestCounters::default(),
@@ -225,7 +226,7 @@ impl Destination {
             },
         };
         c.delivered.fetch_add(1, Ordering::Relaxed);
-        self.bell.ring();
+        self.bell.wake();
         if let Some(hook) = self.hook.get() {
             hook();
         }
@@ -327,21 +328,20 @@ impl Consumer {
 
     /// Like [`Consumer::pop`], but sleeps (futex) up to `timeout` for a message.
     pub fn wait(&self, timeout: Duration) -> Option<Delivery<'_>> {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = MonotonicClock.now().add(Nanos::from_duration(timeout));
         let d = self.destination();
         loop {
-            let seen = d.bell.seen();
+            let seen = d.bell.seq();
             if let Some(h) = self.pop_handle() {
                 return Some(Delivery {
                     consumer: self,
                     handle: Some(h),
                 });
             }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
+            if MonotonicClock.now() >= deadline {
                 return None;
             }
-            d.bell.sleep(seen, Some(left));
+            d.bell.wait(seen, Some(deadline));
         }
     }
 

@@ -17,8 +17,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::sys::futex;
 use crate::throttle::SpinBudget;
+use rtpm_rt::futex;
 
 const VACANT: u32 = 0;
 const TAKEN: u32 = 1;
@@ -69,7 +69,7 @@ impl Leadership {
 
     /// Wakes every follower (used at shutdown, so each sees the stop flag).
     pub(crate) fn wake_all(&self) {
-        futex::wake(&self.state, u32::MAX);
+        futex::wake(&self.state, i32::MAX);
     }
 }
 

@@ -37,7 +37,6 @@
 
 pub mod config;
 mod dispatch;
-mod doorbell;
 pub mod error;
 mod frame;
 mod handoff;

@@ -36,6 +36,10 @@ pub mod time;
 
 mod sys;
 
+/// `futex(2)` wait and wake on a 32-bit word: where rtpm parks a thread on a word (the
+/// executor's [`exec::WakeWord`], the network reactors' leader hand-off). Safe wrappers.
+pub use sys::futex;
+
 pub use error::{Error, Result};
 pub mod exec;
 pub mod hist;

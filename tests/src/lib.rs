@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 pub mod netns;
 pub mod nodes;
+pub mod shield;
 
 /// The workspace root (the folder holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {

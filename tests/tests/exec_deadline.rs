@@ -19,33 +19,11 @@ use exec_common::*;
 use rtpm_rt::config::Partition;
 use rtpm_rt::cpu::CpuSet;
 use rtpm_rt::exec::{ExecConfig, ExecEvent, Executor, Job, OverrunPolicy, TaskOptions, TaskSpec};
-use rtpm_rt::shield::{self, Cgroups, Version};
+use rtpm_rt::shield;
 use rtpm_rt::thread::{Policy, attr_of};
 use rtpm_rt::time::Nanos;
+use rtpm_tests::shield::{Guard, v1_unshielded as v1};
 use rtpm_tests::{probe, skip_unless};
-
-/// Undoes the shield when dropped.
-struct Guard<'a>(&'a Cgroups);
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        if shield::status_on(self.0).map(|s| s.active).unwrap_or(false)
-            && let Err(e) = shield::undo_on(self.0)
-        {
-            eprintln!("guard: undo failed: {e}");
-        }
-    }
-}
-
-fn v1() -> Result<Cgroups, String> {
-    let cg = Cgroups::system().map_err(|e| e.to_string())?;
-    if cg.version != Version::V1 {
-        return Err("the cpuset controller is on cgroup v2; this test covers v1".into());
-    }
-    if shield::status_on(&cg).map_err(|e| e.to_string())?.active {
-        return Err("a shield is already active on this machine; not touching it".into());
-    }
-    Ok(cg)
-}
 
 #[test]
 fn edf_threads_run_under_sched_deadline_inside_the_shield() {

@@ -11,9 +11,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rtpm_rt::cpu::CpuSet;
-use rtpm_rt::shield::{self, Cgroups, Version};
+use rtpm_rt::shield::{self, Cgroups};
 use rtpm_rt::thread::{DeadlineFlags, Policy, ThreadBuilder, attr_of};
 use rtpm_rt::time::Nanos;
+use rtpm_tests::shield::{Guard, v1_unshielded as v1};
 use rtpm_tests::{probe, skip_unless};
 
 /// What the test must leave as it found it: the root cpuset's settings, every cpuset
@@ -46,29 +47,6 @@ fn snapshot(cg: &Cgroups) -> Vec<(String, String)> {
     walk(&cg.root, &cg.root, &mut out);
     out.push(("journal".into(), cg.state_file.exists().to_string()));
     out
-}
-
-/// Undoes the shield when dropped, so a failing assertion cannot leave it behind.
-struct Guard<'a>(&'a Cgroups);
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        if shield::status_on(self.0).map(|s| s.active).unwrap_or(false)
-            && let Err(e) = shield::undo_on(self.0)
-        {
-            eprintln!("guard: undo failed: {e}");
-        }
-    }
-}
-
-fn v1() -> Result<Cgroups, String> {
-    let cg = Cgroups::system().map_err(|e| e.to_string())?;
-    if cg.version != Version::V1 {
-        return Err("the cpuset controller is on cgroup v2; this test covers v1".into());
-    }
-    if shield::status_on(&cg).map_err(|e| e.to_string())?.active {
-        return Err("a shield is already active on this machine; not touching it".into());
-    }
-    Ok(cg)
 }
 
 #[test]

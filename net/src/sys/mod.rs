@@ -1,13 +1,12 @@
 //! Everything that talks to the kernel, and every `unsafe` block of the crate.
 //!
 //! The rest of the crate is safe code over these modules: buffer ownership proofs
-//! ([`region`]), a never-waiting exclusive cell ([`claim`]), futex parking, the wake-up
+//! ([`region`]), a never-waiting exclusive cell ([`claim`]), the wake-up
 //! eventfd, sockets, the probes, and the two reactor backends.
 
 pub(crate) mod claim;
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
-pub(crate) mod futex;
 pub(crate) mod probe;
 pub(crate) mod region;
 #[cfg(feature = "fault-injection")]
