@@ -25,10 +25,13 @@
 //!
 //! **RPC** ([`rpc`]). The RPC kernel service: servers register numbered operations and
 //! run each request as a sporadic job of their request task; clients invoke one-way or
-//! two-way with a deadline and a QoS class; the local fast path skips the network.
+//! two-way with a deadline and a QoS class; the local fast path skips the network, and a
+//! service of another node is found through discovery and called over the overlay with
+//! the same client API.
 //!
 //! **Events** ([`event`]). A user service for publish/subscribe on named topics, with a
-//! DDS-style DEADLINE and liveliness, checked by an admitted periodic monitor.
+//! DDS-style DEADLINE and liveliness, checked by an admitted periodic monitor; topics
+//! reach across nodes through discovery and the overlay, on the topic's QoS class.
 //!
 //! **Networks** ([`network`]). The [`network::Network`] trait is the five P3 modules an
 //! overlay provides; the [`network::NetworkMgr`] inserts, removes and finds networks at

@@ -1,5 +1,6 @@
 //! The kernel's examples run to the end and say what they did: `ping` (the seed's
-//! listings 6, 8 and 9) and `positions` (a periodic publisher and a subscriber).
+//! listings 6, 8 and 9), `positions` (a periodic publisher and a subscriber) and
+//! `remote_rpc` (a server process and a client process joined by an overlay).
 //!
 //! The example binaries are the ones `cargo test` built next to this test (in
 //! `target/PROFILE/examples/`); if they are missing they are built with cargo. Both need
@@ -82,4 +83,26 @@ fn the_positions_example_publishes_and_is_told_when_the_publisher_leaves() {
         out.contains("the subscriber was told its publisher is gone"),
         "{out}"
     );
+}
+
+#[test]
+fn the_remote_rpc_example_calls_a_server_in_another_process_over_the_overlay() {
+    let _g = exclusive();
+    skip_unless!(fifo_allowed());
+    skip_unless!(two_cpus());
+    let out = run("remote_rpc", &["--count", "200"]);
+    assert!(out.contains("through discovery (remote: true)"), "{out}");
+    assert!(out.contains("200 two-way echoes over the overlay"), "{out}");
+    assert!(
+        out.contains("100 one-way requests ran on the server"),
+        "{out}"
+    );
+    assert!(out.contains("deadline exceeded"), "{out}");
+    assert!(out.contains("`example.nobody`: not found"), "{out}");
+    // the server process's own account: every request came from the other node
+    assert!(
+        out.contains("server: 303 requests from other nodes"),
+        "{out}"
+    );
+    assert!(out.contains("both processes done"), "{out}");
 }

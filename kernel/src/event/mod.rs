@@ -14,7 +14,7 @@
 //! [`NoticeKind::LivelinessRegained`] when it publishes again). A publisher that is
 //! closed (dropped) is announced at once with [`NoticeKind::PublisherGone`].
 //!
-//! **Across nodes** ([`remote`](self) internals; see `remote.rs`): a node that publishes a
+//! **Across nodes** (the `remote` module): a node that publishes a
 //! topic advertises it in its networks' discovery; a node with subscribers finds it there
 //! and subscribes; samples then travel over the overlay on the topic's QoS class. DEADLINE
 //! and liveliness hold across nodes too: a publisher whose node crashes, leaves or loses

@@ -133,14 +133,14 @@ impl std::fmt::Debug for RemoteReply {
 }
 
 impl RemoteReply {
-    /// Sends the reply (a failure to send is the caller's timeout).
+    /// Sends the reply; whether the network took it (if not, the caller times out).
     #[inline]
-    pub(crate) fn send(&self, status: Status, payload: &[u8]) {
+    pub(crate) fn send(&self, status: Status, payload: &[u8]) -> bool {
         let head = reply_head(status, self.index, self.generation);
-        let _ =
-            self.net
-                .messaging()
-                .send_parts(self.to, self.class, reply_port(), &[&head, payload]);
+        self.net
+            .messaging()
+            .send_parts(self.to, self.class, reply_port(), &[&head, payload])
+            .is_ok()
     }
 }
 
@@ -229,8 +229,10 @@ impl Inbox for RequestInbox {
             generation: head.generation,
         });
         let refuse = |status: Status| {
-            if let Some(r) = &reply {
-                r.send(status, &[]);
+            if let Some(r) = &reply
+                && !r.send(status, &[])
+            {
+                ep.count_unsent();
             }
         };
         let Ok(kernel) = self.kernel.get() else {
@@ -268,8 +270,10 @@ impl Inbox for RequestInbox {
         ep.count_remote();
         if let Err(env) = ep.submit(env) {
             ep.buffers.give(env.payload);
-            if let Some(r) = &env.remote {
-                r.send(Status::Unavailable, &[]);
+            if let Some(r) = &env.remote
+                && !r.send(Status::Unavailable, &[])
+            {
+                ep.count_unsent();
             }
         }
     }

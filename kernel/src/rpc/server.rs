@@ -136,6 +136,7 @@ struct Counters {
     remote: AtomicU64,
     not_allowed: AtomicU64,
     malformed: AtomicU64,
+    unsent: AtomicU64,
 }
 
 /// A snapshot of a server's counters.
@@ -162,6 +163,8 @@ pub struct ServerStats {
     pub not_allowed: u64,
     /// Messages on the server's port that were not requests.
     pub malformed: u64,
+    /// Replies to other nodes the network refused to send (their callers time out).
+    pub replies_unsent: u64,
 }
 
 /// A registered server's endpoint. See the [module documentation](self).
@@ -229,6 +232,10 @@ impl Endpoint {
 
     pub(crate) fn count_not_allowed(&self) {
         self.counters.not_allowed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_unsent(&self) {
+        self.counters.unsent.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_malformed(&self) {
@@ -336,11 +343,16 @@ impl Endpoint {
         if MonotonicClock.now() > header.deadline {
             self.counters.expired.fetch_add(1, Ordering::Relaxed);
             self.buffers.give(payload);
-            return remote.send(Status::Expired, &[]);
+            if !remote.send(Status::Expired, &[]) {
+                self.count_unsent();
+            }
+            return;
         }
         let mut out = self.buffers.take().unwrap_or_default();
         let status = self.run(header, &payload, &mut out);
-        remote.send(status, &out);
+        if !remote.send(status, &out) {
+            self.count_unsent();
+        }
         self.buffers.give(out);
         self.buffers.give(payload);
     }
@@ -349,8 +361,10 @@ impl Endpoint {
     pub(crate) fn close(&self) {
         self.open.store(false, Ordering::Release);
         while let Some(env) = self.mailbox.pop() {
-            if let Some(r) = &env.remote {
-                r.send(Status::Unavailable, &[]);
+            if let Some(r) = &env.remote
+                && !r.send(Status::Unavailable, &[])
+            {
+                self.count_unsent();
             }
             match env.reply {
                 Some(to) => to.send(Status::Unavailable, env.payload, &self.buffers),
@@ -374,6 +388,7 @@ impl Endpoint {
             remote: l(&c.remote),
             not_allowed: l(&c.not_allowed),
             malformed: l(&c.malformed),
+            replies_unsent: l(&c.unsent),
         }
     }
 }
