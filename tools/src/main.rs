@@ -173,7 +173,8 @@ enum Command {
     /// formed (a few seconds).
     ///
     /// Needs two CPUs and SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit); without
-    /// root the peers do not lock their memory, and it says so. Ctrl-C stops every peer.
+    /// root the peers do not lock their memory, and it says so. Ctrl-C stops every peer
+    /// (exit code 130).
     /// Exit code 0 when positions arrived, RPCs were answered and the repair was seen; 1
     /// when not (the report says which); 2 for bad flags.
     ///

@@ -257,6 +257,14 @@ impl Cluster {
         Ok(())
     }
 
+    /// The process ids of the peers started and not yet reaped.
+    pub fn pids(&self) -> Vec<u32> {
+        self.peers
+            .iter()
+            .filter_map(|p| p.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// SIGKILLs peer `i` (no goodbye: a crash). Reaped later, in [`Cluster::stop_all`]:
     /// a process whose real-time threads are starved on the RT core can take long to
     /// finish dying, and the demo does not wait for it here.

@@ -149,9 +149,9 @@ fn machine() -> Result<(bool, Vec<String>), String> {
     }
     // the peers' RT core is the last allowed CPU (see cluster.rs)
     if let Some(rt_core) = allowed.as_ref().and_then(|c| c.last())
-        && let Some(n) = rivals::note(rt_core, &rivals::on_core(rt_core))
+        && let Some(n) = rivals::note(rt_core, &rivals::on_core(rt_core, &[]))
     {
-        lines.push(n);
+        lines.push(format!("before the start, {n}"));
     }
     if !caps.io_uring.ok {
         lines.push(format!(
@@ -297,10 +297,12 @@ pub fn run(args: DemoArgs) -> u8 {
         }
         Err(e) => {
             eprintln!("rtpm demo: {e}");
-            eprintln!(
-                "rtpm demo: the peers' logs are in {}",
-                out.join("peers").display()
-            );
+            if out.join("peers").join("p0").join("log").exists() {
+                eprintln!(
+                    "rtpm demo: the peers' logs are in {}",
+                    out.join("peers").display()
+                );
+            }
             NO
         }
     }
@@ -433,6 +435,8 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
     let mut kill: Option<(usize, u64, String)> = None;
     let mut next_line = start_ns + 1_000_000_000;
     let mut before = total(&c);
+    let rt_core = rtpm::rt::cpu::CpuSet::allowed().ok().and_then(|c| c.last());
+    let mut rivals_seen = Vec::new();
     while now_ns() < end_ns {
         if interrupted() {
             println!("rtpm demo: interrupted: stopping the peers");
@@ -476,6 +480,9 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
         }
         if now_ns() >= next_line {
             next_line += 1_000_000_000;
+            if let Some(cpu) = rt_core {
+                rivals::merge(&mut rivals_seen, rivals::on_core(cpu, &c.pids()));
+            }
             let now = total(&c);
             let survivors = watched(&c, &ids, kill.as_ref().map(|k| k.0));
             let shape = watch::shape(&survivors.iter().collect::<Vec<_>>());
@@ -520,6 +527,11 @@ fn demo(args: &DemoArgs, out: &Path) -> Result<u8, String> {
     println!("rtpm demo: stopping the peers");
     let forced = c.stop_all(Duration::from_secs(5));
     let mut notes: Vec<String> = machine_notes;
+    if let Some(cpu) = rt_core
+        && let Some(n) = rivals::note(cpu, &rivals_seen)
+    {
+        notes.push(format!("during the run, {n}"));
+    }
     notes.extend(forced);
     for p in &mut c.peers {
         if !p.killed && !p.progress().r#final {

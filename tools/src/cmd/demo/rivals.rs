@@ -31,8 +31,9 @@ fn placement(stat: &str) -> Option<(usize, u32, u32)> {
     ))
 }
 
-/// The user-space processes other than this one with real-time threads on `cpu`.
-pub fn on_core(cpu: usize) -> Vec<Rival> {
+/// The user-space processes other than this one and those in `ignore` with real-time
+/// threads on `cpu`.
+pub fn on_core(cpu: usize, ignore: &[u32]) -> Vec<Rival> {
     let me = std::process::id();
     let mut found: BTreeMap<u32, Rival> = BTreeMap::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
@@ -43,7 +44,10 @@ pub fn on_core(cpu: usize) -> Vec<Rival> {
             continue;
         };
         // kernel threads have no command line
-        if pid == me || std::fs::read(p.path().join("cmdline")).map_or(true, |c| c.is_empty()) {
+        if pid == me
+            || ignore.contains(&pid)
+            || std::fs::read(p.path().join("cmdline")).map_or(true, |c| c.is_empty())
+        {
             continue;
         }
         let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else {
@@ -76,6 +80,19 @@ pub fn on_core(cpu: usize) -> Vec<Rival> {
     found.into_values().collect()
 }
 
+/// Adds `seen` to `all` (by pid, keeping the most threads seen).
+pub fn merge(all: &mut Vec<Rival>, seen: Vec<Rival>) {
+    for r in seen {
+        match all.iter_mut().find(|a| a.pid == r.pid) {
+            Some(a) => {
+                a.threads = a.threads.max(r.threads);
+                a.max_priority = a.max_priority.max(r.max_priority);
+            }
+            None => all.push(r),
+        }
+    }
+}
+
 /// A sentence about `rivals` on `cpu`, if there are any.
 pub fn note(cpu: usize, rivals: &[Rival]) -> Option<String> {
     if rivals.is_empty() {
@@ -92,7 +109,7 @@ pub fn note(cpu: usize, rivals: &[Rival]) -> Option<String> {
         })
         .collect();
     Some(format!(
-        "{} other process(es) run real-time threads on the RT core (cpu{cpu}): {}{}; the peers' tasks compete with them there, and the latencies below include that",
+        "{} other process(es) ran real-time threads on the RT core (cpu{cpu}): {}{}; the peers' tasks compete with them there, and the latencies include that",
         rivals.len(),
         list.join(", "),
         if rivals.len() > 5 { ", …" } else { "" }
@@ -117,13 +134,29 @@ mod tests {
 
     #[test]
     fn this_process_is_not_its_own_rival_and_the_note_names_them() {
-        assert!(on_core(0).iter().all(|r| r.pid != std::process::id()));
+        assert!(on_core(0, &[]).iter().all(|r| r.pid != std::process::id()));
         let r = Rival {
             pid: 7,
             comm: "bench".into(),
             threads: 2,
             max_priority: 89,
         };
+        let mut all = vec![r.clone()];
+        merge(
+            &mut all,
+            vec![
+                Rival {
+                    threads: 5,
+                    ..r.clone()
+                },
+                Rival {
+                    pid: 8,
+                    ..r.clone()
+                },
+            ],
+        );
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].threads, 5);
         let n = note(1, &[r]).unwrap();
         assert!(n.contains("bench (pid 7, 2 thread(s), priority up to 89)") && n.contains("cpu1"));
         assert_eq!(note(1, &[]), None);
