@@ -3,7 +3,9 @@
 //! its samples over the overlay, in order on the reliable class, told apart as remote;
 //! when the publisher lets its DEADLINE pass the subscriber is told; a publisher closed
 //! over there is announced as gone; and when the publisher's node leaves the overlay,
-//! the subscriber is told its liveliness is lost. Needs SCHED_FIFO and two CPUs.
+//! the subscriber is told its liveliness is lost. With two nodes publishing one topic (one
+//! of them its discovery owner), the subscriber gets the samples of both. Needs
+//! SCHED_FIFO and two CPUs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use kernel_common::overlay::{join, partition, wait};
 use kernel_common::{exclusive, fifo_allowed, two_cpus};
 use rtpm::event::{Notice, NoticeKind, PublisherId, PublisherQos, Subscriber, TopicQos};
+use rtpm::network::PeerRole;
 use rtpm::rt::config::Partition;
 use rtpm::rt::time::Nanos;
 use rtpm::{Permissions, QosClass, Runtime};
@@ -148,4 +151,74 @@ fn remote_samples_deadline_gone_and_liveliness_notices() {
     drop(sub);
     drop(subr);
     drop(publ);
+}
+
+#[test]
+fn a_subscriber_gets_the_samples_of_every_node_publishing_the_topic() {
+    let _g = exclusive();
+    skip_unless!(fifo_allowed());
+    skip_unless!(two_cpus());
+    let p = partition();
+    let (p1, p2, s) = (
+        runtime("events-pub-1", &p),
+        runtime("events-pub-2", &p),
+        runtime("events-sub-2", &p),
+    );
+    let login = |r: &Runtime| r.login("admin", "admin passphrase").unwrap();
+    let (s1, s2, ss) = (login(&p1), login(&p2), login(&s));
+    let (_n1, _ns) = join(&p1, &s1, &s, &ss, 4);
+    p2.insert_network(&s2, kernel_common::overlay::spec(4))
+        .unwrap();
+    let n2 = p2.get_network(&s2, "remote4").unwrap();
+    wait("the third node joins", || {
+        matches!(n2.membership().role(), PeerRole::Peer | PeerRole::SuperPeer)
+    });
+    let qos = TopicQos {
+        class: QosClass::RELIABLE,
+        depth: 256,
+    };
+    let mut sub = s
+        .events(&ss)
+        .unwrap()
+        .subscriber::<u32>(&ss, "test.remote.many", qos)
+        .unwrap();
+    let (e1, e2) = (p1.events(&s1).unwrap(), p2.events(&s2).unwrap());
+    let mut a = e1
+        .publisher::<u32>(&s1, "test.remote.many", qos, PublisherQos::default())
+        .unwrap();
+    let mut b = e2
+        .publisher::<u32>(&s2, "test.remote.many", qos, PublisherQos::default())
+        .unwrap();
+    wait("both publishing nodes have the subscription", || {
+        let has = |e: &rtpm::event::EventService| {
+            e.topics()
+                .iter()
+                .any(|t| t.name == "test.remote.many" && t.remote_subscribers == 1)
+        };
+        has(&e1) && has(&e2)
+    });
+    for i in 0..20u32 {
+        a.publish(&i).unwrap();
+        b.publish(&(1000 + i)).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut nodes = std::collections::HashMap::new();
+    let until = Instant::now() + Duration::from_secs(5);
+    while nodes.values().map(Vec::len).sum::<usize>() < 40 && Instant::now() < until {
+        sub.wait(Nanos::ms(20));
+        while let Some(r) = sub.try_take().unwrap() {
+            let node = sub.publisher_node(r.publisher).unwrap();
+            nodes.entry(node).or_insert_with(Vec::new).push(r.value);
+        }
+    }
+    assert_eq!(
+        nodes.get(&p1.node().1),
+        Some(&(0..20).collect::<Vec<u32>>()),
+        "{nodes:?}"
+    );
+    assert_eq!(
+        nodes.get(&p2.node().1),
+        Some(&(1000..1020).collect::<Vec<u32>>()),
+        "{nodes:?}"
+    );
 }

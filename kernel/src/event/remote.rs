@@ -30,7 +30,10 @@
 //! encoded sample. The sender's node is the network's authenticated sender id.
 //!
 //! Discovery holds one owner per key: when several nodes publish one topic, a
-//! subscribing node subscribes to the one its lookup answers with.
+//! subscribing node subscribes to the one its lookup answers with, and the others tell
+//! that owner they publish too (`ANNOUNCE`, each period, leased like subscriptions); the
+//! owner forwards every subscription it gets to them (`SUBSCRIBE-FOR`), so each
+//! publishing node sends its samples to every subscribed node directly.
 //!
 //! **Hot path.** A publish sends to each subscribed node from the publisher's preallocated
 //! buffer through the overlay's command queue; an arriving sample is copied into the
@@ -64,6 +67,10 @@ pub(crate) enum Kind {
     Sample = 2,
     Alive = 3,
     Gone = 4,
+    /// A publishing node tells the topic's discovery owner it publishes too.
+    Announce = 5,
+    /// The owner forwards a subscription to a co-publisher (subscriber in `seq`/`at`).
+    SubscribeFor = 6,
 }
 
 /// A message's header.
@@ -90,6 +97,18 @@ impl Head {
         }
     }
 
+    /// A header of `kind` about no publisher (subscriptions, announcements).
+    fn bare(kind: Kind) -> Head {
+        Head {
+            kind,
+            publisher: 0,
+            seq: 0,
+            at: 0,
+            deadline: 0,
+            lease: 0,
+        }
+    }
+
     pub(crate) fn encode(&self) -> [u8; HEAD] {
         let mut h = [0u8; HEAD];
         h[0] = VERSION;
@@ -113,6 +132,8 @@ impl Head {
             2 => Kind::Sample,
             3 => Kind::Alive,
             4 => Kind::Gone,
+            5 => Kind::Announce,
+            6 => Kind::SubscribeFor,
             _ => return None,
         };
         let w = |i: usize| {
@@ -207,10 +228,41 @@ impl Inbox for TopicPort {
                 self.default_lease
             }),
         };
+        let until = now.add(SUBSCRIPTION_LEASE).as_nanos();
         match head.kind {
             Kind::Subscribe => {
-                t.subscribed(&self.net, from, now.add(SUBSCRIPTION_LEASE).as_nanos());
+                t.subscribed(&self.net, from, until);
+                // the other publishing nodes of the topic get the subscription too
+                let peers = t.copublishers.load();
+                if !peers.is_empty() {
+                    let s = from.as_u128();
+                    let fwd = Head {
+                        kind: Kind::SubscribeFor,
+                        publisher: 0,
+                        seq: (s >> 64) as u64,
+                        at: s as u64,
+                        deadline: 0,
+                        lease: 0,
+                    }
+                    .encode();
+                    for p in peers.iter() {
+                        if p.expires.load(Ordering::Acquire) > now.as_nanos()
+                            && let Some(net) = p.net.upgrade()
+                        {
+                            let _ = net
+                                .messaging()
+                                .send_parts(p.node, t.qos.class, t.id, &[&fwd]);
+                        }
+                    }
+                }
             }
+            Kind::SubscribeFor => {
+                let node = NodeId(uuid::Uuid::from_u128(
+                    (u128::from(head.seq) << 64) | u128::from(head.at),
+                ));
+                t.subscribed(&self.net, node, until);
+            }
+            Kind::Announce => t.copublisher(&self.net, from, until),
             Kind::Sample => {
                 if t.subscriber_count() == 0 {
                     return;
@@ -308,17 +360,29 @@ impl RemoteEvents {
                         _ => net.discovery().lookup(t.id, lookup).ok().flatten(),
                     };
                     if let Some(node) = owner.filter(|n| *n != me) {
-                        let h = Head {
-                            kind: Kind::Subscribe,
-                            publisher: 0,
-                            seq: 0,
-                            at: 0,
-                            deadline: 0,
-                            lease: 0,
-                        };
-                        let _ = net
-                            .messaging()
-                            .send_parts(node, t.qos.class, t.id, &[&h.encode()]);
+                        let _ = net.messaging().send_parts(
+                            node,
+                            t.qos.class,
+                            t.id,
+                            &[&Head::bare(Kind::Subscribe).encode()],
+                        );
+                    }
+                }
+            }
+            if t.local_publishers.load(Ordering::Acquire) > 0 {
+                // discovery holds one owner per key: the other publishing nodes tell it
+                // they publish too, and it forwards the subscriptions it gets to them
+                for net in &nets {
+                    let me = net.membership().me();
+                    if let Ok(Some(owner)) = net.discovery().lookup(t.id, lookup)
+                        && owner != me
+                    {
+                        let _ = net.messaging().send_parts(
+                            owner,
+                            t.qos.class,
+                            t.id,
+                            &[&Head::bare(Kind::Announce).encode()],
+                        );
                     }
                 }
             }

@@ -160,6 +160,9 @@ pub(crate) struct Topic {
     publishers: ArcSwap<Vec<Arc<PublisherState>>>,
     /// Nodes subscribed to this node's publishers, with their lease.
     pub(crate) remote_subs: ArcSwap<Vec<Arc<RemoteSub>>>,
+    /// Other nodes publishing this topic that announced themselves to this node (the
+    /// discovery owner), with their lease: subscriptions are forwarded to them.
+    pub(crate) copublishers: ArcSwap<Vec<Arc<RemoteSub>>>,
     /// Publishers of other nodes whose samples arrive here.
     pub(crate) remote_pubs: ArcSwap<Vec<Arc<RemotePub>>>,
     /// Publishers in this runtime.
@@ -176,6 +179,7 @@ impl Topic {
             subscribers: ArcSwap::from_pointee(Vec::new()),
             publishers: ArcSwap::from_pointee(Vec::new()),
             remote_subs: ArcSwap::from_pointee(Vec::new()),
+            copublishers: ArcSwap::from_pointee(Vec::new()),
             remote_pubs: ArcSwap::from_pointee(Vec::new()),
             local_publishers: AtomicU64::new(0),
             edit: Mutex::new(()),
@@ -217,12 +221,33 @@ impl Topic {
         node: NodeId,
         until: u64,
     ) {
-        if let Some(s) = self.remote_subs.load().iter().find(|s| s.node == node) {
+        self.lease(&self.remote_subs, net, node, until);
+    }
+
+    /// Node `node` (through `net`) publishes this topic too, until `until` (clock ns).
+    pub(crate) fn copublisher(
+        &self,
+        net: &std::sync::Weak<dyn crate::network::Network>,
+        node: NodeId,
+        until: u64,
+    ) {
+        self.lease(&self.copublishers, net, node, until);
+    }
+
+    /// Renews `node`'s lease in `list` until `until`, adding it when new.
+    fn lease(
+        &self,
+        list: &ArcSwap<Vec<Arc<RemoteSub>>>,
+        net: &std::sync::Weak<dyn crate::network::Network>,
+        node: NodeId,
+        until: u64,
+    ) {
+        if let Some(s) = list.load().iter().find(|s| s.node == node) {
             s.expires.store(until, Ordering::Release);
             return;
         }
         let _g = self.edit();
-        let mut v = Vec::clone(&self.remote_subs.load());
+        let mut v = Vec::clone(&list.load());
         if let Some(s) = v.iter().find(|s| s.node == node) {
             s.expires.store(until, Ordering::Release);
             return;
@@ -232,23 +257,24 @@ impl Topic {
             node,
             expires: AtomicU64::new(until),
         }));
-        self.remote_subs.store(Arc::new(v));
+        list.store(Arc::new(v));
     }
 
     /// Drops the remote subscriptions that expired by `now` (clock ns).
     pub(crate) fn expire_subscriptions(&self, now: u64) {
-        if self
-            .remote_subs
-            .load()
-            .iter()
-            .all(|s| s.expires.load(Ordering::Acquire) > now)
-        {
-            return;
+        for list in [&self.remote_subs, &self.copublishers] {
+            if list
+                .load()
+                .iter()
+                .all(|s| s.expires.load(Ordering::Acquire) > now)
+            {
+                continue;
+            }
+            let _g = self.edit();
+            let mut v = Vec::clone(&list.load());
+            v.retain(|s| s.expires.load(Ordering::Acquire) > now);
+            list.store(Arc::new(v));
         }
-        let _g = self.edit();
-        let mut v = Vec::clone(&self.remote_subs.load());
-        v.retain(|s| s.expires.load(Ordering::Acquire) > now);
-        self.remote_subs.store(Arc::new(v));
     }
 
     /// The publisher `id` of node `node`, made known here (with `qos`, and a local id
