@@ -62,8 +62,10 @@ impl Scenario {
     }
 }
 
-/// The topic vehicle `n` publishes its positions on: one topic per vehicle, since
-/// discovery holds one owner per key (a subscriber finds a topic at one node).
+/// The topic vehicle `n` publishes its positions on: one topic per vehicle, so each
+/// stream is found at its own node and measured on its own. (With one shared topic,
+/// discovery names one publishing node as its owner and subscriptions reach the others
+/// through it: killing that node would cut streams that do not come from it.)
 pub fn positions_topic(vehicle: u32) -> String {
     format!("demo.positions.v{vehicle}")
 }
