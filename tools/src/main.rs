@@ -147,6 +147,42 @@ enum Command {
     ///
     /// Example: rtpm status --node a --json
     Status(cmd::status::StatusArgs),
+    /// Run the embedded scenario: peers on loopback, vehicles, a coordinator, a crash.
+    ///
+    /// Starts --peers processes of this binary (default 7) on 127.0.0.1, each an rtpm
+    /// runtime with one overlay (cells of 2 super-peers serving 2 peers each, 25 ms
+    /// heartbeats; a key, a multicast group and free ports made for this run), and waits
+    /// until they form one tree of two or more cells. Peer p0 is the coordinator: an RPC
+    /// server answering speed-limit requests, and a subscriber to every vehicle's
+    /// positions. Every other peer is a vehicle: a periodic task (admitted on the RT
+    /// core) publishes its position at 100 Hz through the event service, promising a
+    /// 15 ms DEADLINE, and a thread asks the coordinator for its speed limit over
+    /// two-way RPC with a 20 ms deadline at 10 Hz, then drives at it.
+    ///
+    /// At 40 % of the run a super-peer other than the coordinator's is killed with
+    /// SIGKILL (the choice is printed), and the demo polls the survivors' control sockets
+    /// until every one has rebound and every SAP (and the coordinator's service) can be
+    /// found through discovery again: the repair time. A line a second shows the
+    /// progress. Then the peers are stopped and the report printed: per-vehicle
+    /// publish-to-delivery latency percentiles (p50, p99, p99.9, max), lost samples and
+    /// DEADLINE notices, the tasks' deadline misses, the RPC round trips and timeouts,
+    /// and the repair time. --out (default target/rtpm-demo/YYYYMMDD-HHMMSS/) receives
+    /// report.txt, report.json, latency.svg (the distributions), timeline.svg (latency,
+    /// deliveries and failures around the kill) and peers/ (each peer's node.toml,
+    /// cores/, log and raw records). --duration is the measured run, after the overlay
+    /// formed (a few seconds).
+    ///
+    /// Needs two CPUs and SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit); without
+    /// root the peers do not lock their memory, and it says so. Ctrl-C stops every peer
+    /// (exit code 130).
+    /// Exit code 0 when positions arrived, RPCs were answered and the repair was seen; 1
+    /// when not (the report says which); 2 for bad flags.
+    ///
+    /// Example: rtpm demo --duration 30s --out /tmp/demo
+    Demo(cmd::demo::DemoArgs),
+    /// One peer of `rtpm demo` (started by it; not for direct use).
+    #[command(hide = true)]
+    DemoPeer(cmd::demo::peer::PeerArgs),
 }
 
 fn main() -> ExitCode {
@@ -164,6 +200,8 @@ fn main() -> ExitCode {
         Command::User(a) => cmd::user::run(a),
         Command::Node(a) => cmd::node::run(a),
         Command::Status(a) => cmd::status::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::DemoPeer(a) => cmd::demo::peer::run(a),
     };
     ExitCode::from(code)
 }

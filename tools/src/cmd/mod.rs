@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 pub mod admit;
+pub mod demo;
 pub mod latency;
 pub mod node;
 pub mod shield;

@@ -4,7 +4,7 @@
 mod cyclictest;
 mod load;
 mod measure;
-mod plot;
+pub mod plot;
 
 use std::path::PathBuf;
 use std::time::Duration;
