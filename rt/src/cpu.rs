@@ -54,10 +54,18 @@ impl CpuSet {
     /// cgroup's effective CPUs (v1 or v2), where the cgroup can be read.
     pub fn allowed() -> Result<CpuSet> {
         let affinity = sys::cpu::affinity_of(0)?;
-        Ok(match sys::cgroup::own_effective_cpus() {
+        let mut set = match sys::cgroup::own_effective_cpus() {
             Some(cg) if !affinity.intersection(&cg).is_empty() => affinity.intersection(&cg),
             _ => affinity,
-        })
+        };
+        // Under an active shield this process was moved to the general cpuset with the
+        // rest of the system; the RT cores stay its own (its RT threads join `rtpm.rt`).
+        if let Some(rt) = sys::cgroup::shield_rt_cpus_for_self() {
+            for cpu in rt.iter() {
+                set.insert(cpu);
+            }
+        }
+        Ok(set)
     }
 
     /// Whether `cpu` is in the set.

@@ -440,7 +440,9 @@ impl ThreadBuilder {
     }
     /// Move the thread into the active shield's RT cpuset before its policy is set (see
     /// [`crate::shield::attach_thread`]): a SCHED_DEADLINE thread whose affinity is only
-    /// the RT cores needs them to be its root domain.
+    /// the RT cores needs them to be its root domain. A thread whose affinity lies within
+    /// the shielded RT cores, spawned from the shield's general cpuset, is moved anyway
+    /// (it could not have that affinity where it is).
     pub fn shielded(mut self, yes: bool) -> Self {
         self.shielded = yes;
         self
@@ -482,6 +484,13 @@ impl ThreadBuilder {
             shielded,
             ..
         } = self;
+        // A thread bound to shielded RT cores from the shield's general cpuset cannot get
+        // that affinity there: it joins the RT cpuset first, like a SCHED_DEADLINE one.
+        let shielded = shielded
+            || affinity.as_ref().is_some_and(|a| {
+                sys::cgroup::shield_rt_cpus_for_self()
+                    .is_some_and(|rt| !a.is_empty() && a.intersection(&rt) == *a)
+            });
         let handle = std_builder
             .spawn(move || {
                 let tid = sys::cpu::gettid();

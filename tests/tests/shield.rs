@@ -115,6 +115,25 @@ fn shield_sets_up_and_undoes_on_cgroup_v1() {
     let seen = dl.join().unwrap();
     assert_eq!(seen.affinity, rt);
     assert!(matches!(seen.policy, Some(Policy::Deadline { .. })));
+    // A process inside the shield's general cpuset still has the RT core for its RT work:
+    // it is in its allowed set (so a partition finds it), and a SCHED_FIFO thread bound to
+    // it joins the RT cpuset by itself.
+    assert_eq!(
+        CpuSet::allowed().unwrap(),
+        allowed,
+        "the RT core left the allowed set"
+    );
+    let fifo = ThreadBuilder::new("fifo-shielded")
+        .affinity(rt)
+        .policy(Policy::Fifo { priority: 10 })
+        .spawn(|| {
+            let cpuset = fs::read_to_string("/proc/thread-self/cpuset").unwrap();
+            (attr_of(0).unwrap(), cpuset)
+        })
+        .unwrap();
+    let (seen, cpuset) = fifo.join().unwrap();
+    assert_eq!(seen.affinity, rt);
+    assert_eq!(cpuset.trim(), format!("/{}", shield::RT_GROUP));
 
     shield::undo_on(&cg).unwrap();
     drop(g);

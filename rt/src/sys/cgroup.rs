@@ -67,3 +67,23 @@ pub fn own_effective_cpus() -> Option<CpuSet> {
     };
     std::fs::read_to_string(dir.join(file)).ok()?.parse().ok()
 }
+
+/// The RT cores an active shield reserved for rtpm, when the calling process sits in that
+/// shield's general cpuset (cgroup v1: `rtpm.general`, beside `rtpm.rt`). Such a process
+/// may move its own threads into `rtpm.rt` (root), so those cores are its to use.
+pub fn shield_rt_cpus_for_self() -> Option<CpuSet> {
+    let (mount, dir) = own_cpuset_dir()?;
+    let CpusetMount::V1(root) = mount else {
+        return None;
+    };
+    if dir != root.join(crate::shield::GENERAL_GROUP) {
+        return None;
+    }
+    let rt = root.join(crate::shield::RT_GROUP);
+    let cpus: CpuSet = std::fs::read_to_string(rt.join("cpuset.cpus"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (!cpus.is_empty()).then_some(cpus)
+}
