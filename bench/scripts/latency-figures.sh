@@ -4,6 +4,9 @@
 # built-in load with and without share_idle. Needs root (SCHED_FIFO) and two CPUs.
 #
 #   bench/scripts/latency-figures.sh [OUT_DIR]      (DURATION=60s by default, per side)
+#   SHIELD=1 bench/scripts/latency-figures.sh       (the same inside `rtpm shield`: the rest of
+#                                                    the system moved off the RT core; undone
+#                                                    on exit)
 #
 # Each run writes OUT_DIR/<name>/{executor,baseline,cyclictest}.hgrm, latency.svg,
 # result.json (the --json object) and table.txt (the human table).
@@ -16,6 +19,10 @@ bench/scripts/install-load-tools.sh
 cargo build --release -p rtpm-tools
 rtpm=target/release/rtpm
 mkdir -p "$out"
+if [ "${SHIELD:-0}" = 1 ]; then
+  "$rtpm" shield >&2
+  trap '"$rtpm" shield --undo >&2' EXIT
+fi
 run() {
   local name=$1; shift
   echo "== $name: rtpm latency $*" >&2
