@@ -351,6 +351,30 @@ pub fn lock_memory() -> Result<()> {
     })
 }
 
+/// A held request for a bounded wake-up latency from idle (see [`hold_idle_latency`]);
+/// dropping it withdraws the request.
+#[derive(Debug)]
+pub struct IdleLatency {
+    _request: sys::pm_qos::LatencyRequest,
+}
+
+/// Asks the kernel's PM QoS (`/dev/cpu_dma_latency`) to keep idle CPUs in states they
+/// leave within `max` (whole µs; 0 keeps them polling, as cyclictest does), for as long
+/// as the returned value lives. Needs root.
+pub fn hold_idle_latency(max: Nanos) -> Result<IdleLatency> {
+    let us = u32::try_from(max.get() / 1000).unwrap_or(u32::MAX);
+    sys::pm_qos::hold(us)
+        .map(|r| IdleLatency { _request: r })
+        .map_err(|e| {
+            Error::sys(
+                "write(/dev/cpu_dma_latency)",
+                format!("a {us} µs wake-up latency request"),
+                e,
+                "the PM QoS device is root's; run as root, or do not ask (idle_latency = None)",
+            )
+        })
+}
+
 /// Touches `bytes` of the calling thread's stack, so its pages are mapped (and, after
 /// [`lock_memory`], locked) before time-critical work starts.
 pub fn prefault_stack(bytes: usize) {

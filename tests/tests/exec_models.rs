@@ -468,3 +468,32 @@ fn edf_threads_without_the_shield_is_refused_or_falls_back() {
     let report = exec.stop().unwrap();
     assert!(report.tasks.iter().all(|t| t.completed > 0));
 }
+
+/// The kernel's aggregated PM QoS wake-up latency target, in µs.
+fn idle_latency_target() -> i32 {
+    let mut b = [0u8; 4];
+    let mut f = std::fs::File::open("/dev/cpu_dma_latency").unwrap();
+    std::io::Read::read_exact(&mut f, &mut b).unwrap();
+    i32::from_ne_bytes(b)
+}
+
+#[test]
+fn a_running_executor_keeps_idle_cpus_polling_and_lets_go_at_stop() {
+    let _g = exclusive();
+    skip_unless!(fifo_allowed());
+    skip_unless!(two_cpus());
+    skip_unless!(rtpm_tests::probe::root());
+    let before = idle_latency_target();
+    let (_dir, cfg) = config("idle-latency", "");
+    assert_eq!(cfg.idle_latency, Some(Nanos(0)), "the default asks for polling");
+    let exec = Executor::start(cfg).unwrap();
+    assert_eq!(idle_latency_target(), 0, "no 0 µs request while running");
+    exec.stop().unwrap();
+    assert_eq!(idle_latency_target(), before, "the request outlived the executor");
+
+    let (_dir, mut cfg) = config("idle-latency-off", "");
+    cfg.idle_latency = None;
+    let exec = Executor::start(cfg).unwrap();
+    assert_eq!(idle_latency_target(), before, "asked although told not to");
+    exec.stop().unwrap();
+}

@@ -83,6 +83,8 @@ pub struct Executor {
     epoch: Instant,
     started: Instant,
     stopped: bool,
+    /// The PM QoS wake-up latency request, held while the executor runs.
+    _idle_latency: Option<crate::thread::IdleLatency>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -156,6 +158,16 @@ impl Executor {
         } else {
             Vec::new()
         };
+        let idle_latency = match config.idle_latency {
+            Some(max) => match crate::thread::hold_idle_latency(max) {
+                Ok(held) => Some(held),
+                Err(e) => {
+                    warnings.push(format!("idle CPUs may halt: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
         let gate_cores: Vec<GateCore<'_>> = cores
             .iter()
             .map(|c| GateCore {
@@ -180,6 +192,7 @@ impl Executor {
             epoch: now,
             started: now,
             stopped: false,
+            _idle_latency: idle_latency,
         };
         // From here on, an error drops `exec`, which stops what was started.
         let sup_ctx = Arc::clone(&exec.ctx);

@@ -107,12 +107,17 @@ pub struct ExecConfig {
     /// How admission orders the tasks of fixed-priority cores (their SCHED_FIFO order in
     /// the threads model, their dispatch order in the cooperative one).
     pub priority_assignment: PriorityAssignment,
+    /// The wake-up latency from idle to ask the kernel for while the executor runs
+    /// (`/dev/cpu_dma_latency`, rounded down to whole µs; 0 keeps idle CPUs polling, as
+    /// cyclictest does). `None` leaves the idle governor alone. Needs root; without it
+    /// the executor starts anyway and reports a warning.
+    pub idle_latency: Option<Nanos>,
 }
 
 impl ExecConfig {
     /// Defaults for `partition`: lock memory, prefault 64 KiB of a 256 KiB stack, confine
     /// the process, one pool thread per general core, admission's default per-job
-    /// overhead, deadline-monotonic priorities.
+    /// overhead, deadline-monotonic priorities, idle CPUs kept polling.
     pub fn new(partition: Partition) -> ExecConfig {
         ExecConfig {
             partition,
@@ -124,6 +129,7 @@ impl ExecConfig {
             job_overhead: super::gate::default_job_overhead(),
             stop: StopPolicy::Cancel,
             priority_assignment: PriorityAssignment::Dm,
+            idle_latency: Some(Nanos(0)),
         }
     }
 }

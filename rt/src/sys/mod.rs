@@ -6,6 +6,7 @@ pub mod clock;
 pub mod cpu;
 pub mod cputime;
 pub mod futex;
+pub mod pm_qos;
 pub mod sched;
 pub mod signal;
 pub mod uring;

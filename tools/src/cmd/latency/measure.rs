@@ -133,6 +133,9 @@ pub fn executor_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), 
 /// Runs the cyclictest-method baseline for `len`.
 pub fn baseline_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), String> {
     rtpm_rt::thread::lock_memory().map_err(|e| e.to_string())?;
+    // cyclictest's method includes its idle-latency request (0: idle CPUs poll), which
+    // the executor holds too (ExecConfig::idle_latency); without root neither has it.
+    let _idle_latency = rtpm_rt::thread::hold_idle_latency(Nanos(0)).ok();
     let stop_idle = Arc::new(AtomicBool::new(false));
     let idle = if plan.idle_hog {
         Some(load::idle_thread(&stop_idle, plan.cpu)?)
