@@ -485,11 +485,19 @@ fn a_running_executor_keeps_idle_cpus_polling_and_lets_go_at_stop() {
     skip_unless!(rtpm_tests::probe::root());
     let before = idle_latency_target();
     let (_dir, cfg) = config("idle-latency", "");
-    assert_eq!(cfg.idle_latency, Some(Nanos(0)), "the default asks for polling");
+    assert_eq!(
+        cfg.idle_latency,
+        Some(Nanos(0)),
+        "the default asks for polling"
+    );
     let exec = Executor::start(cfg).unwrap();
     assert_eq!(idle_latency_target(), 0, "no 0 µs request while running");
     exec.stop().unwrap();
-    assert_eq!(idle_latency_target(), before, "the request outlived the executor");
+    assert_eq!(
+        idle_latency_target(),
+        before,
+        "the request outlived the executor"
+    );
 
     let (_dir, mut cfg) = config("idle-latency-off", "");
     cfg.idle_latency = None;
