@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+pub mod alloc;
 pub mod netns;
 pub mod nodes;
 pub mod shield;

@@ -8,16 +8,14 @@
 
 mod exec_common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use exec_common::*;
 use rtpm_rt::exec::{Executor, Job, TaskOptions, TaskSpec};
 use rtpm_rt::time::Nanos;
+use rtpm_tests::alloc::Counting;
 use rtpm_tests::skip_unless;
-
-struct Counting;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
 static RT: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -33,33 +31,8 @@ fn count() {
     }
 }
 
-// SAFETY: every call is forwarded to the system allocator unchanged; counting touches
-// only atomics and sched_getcpu, neither of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting = Counting::new(count);
 
 const JOBS: u64 = 10_000;
 

@@ -9,7 +9,6 @@
 mod exec_common;
 mod kernel_common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -19,9 +18,8 @@ use rtpm::ServiceId;
 use rtpm::event::{PublisherQos, TopicQos};
 use rtpm::rpc::{CallOptions, LocalCalls, OpError, ReplyBuf, Request, RpcServer, ServerSpec};
 use rtpm::rt::time::Nanos;
+use rtpm_tests::alloc::Counting;
 use rtpm_tests::skip_unless;
-
-struct Counting;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
 static RT: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -39,33 +37,8 @@ fn count() {
     }
 }
 
-// SAFETY: every call is forwarded to the system allocator unchanged; counting touches
-// only atomics, a const thread-local and sched_getcpu, none of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting = Counting::new(count);
 
 struct Echo(&'static str);
 
