@@ -20,15 +20,6 @@ use rtpm_rt::exec::{ExecEvent, Executor, Job, OverrunPolicy, TaskOptions, TaskRe
 use rtpm_rt::time::{Instant, Nanos};
 use rtpm_tests::skip_unless;
 
-const MODELS: [(&str, &str); 3] = [
-    ("threads-fp", "scheduler = \"fp\"\ndispatch = \"threads\""),
-    (
-        "coop-edf",
-        "scheduler = \"edf\"\ndispatch = \"cooperative\"",
-    ),
-    ("coop-fp", "scheduler = \"fp\"\ndispatch = \"cooperative\""),
-];
-
 /// Three periodic tasks and one sporadic task, about 60 % of the core with admission's
 /// per-job overhead; each body spins for half its wcet.
 fn mixed_set(exec: &mut Executor) -> (Vec<rtpm_rt::exec::TaskId>, rtpm_rt::exec::Activator<u64>) {

@@ -20,15 +20,6 @@ use rtpm_rt::exec::{Executor, Job, OverrunPolicy, TaskOptions, TaskSpec};
 use rtpm_rt::time::Nanos;
 use rtpm_tests::skip_unless;
 
-const MODELS: [(&str, &str); 3] = [
-    ("threads-fp", "scheduler = \"fp\"\ndispatch = \"threads\""),
-    (
-        "coop-edf",
-        "scheduler = \"edf\"\ndispatch = \"cooperative\"",
-    ),
-    ("coop-fp", "scheduler = \"fp\"\ndispatch = \"cooperative\""),
-];
-
 fn counter(
     exec: &mut Executor,
     name: &str,

@@ -10,6 +10,16 @@ use rtpm_rt::cpu::CpuSet;
 use rtpm_rt::exec::ExecConfig;
 use rtpm_rt::time::{Clock, MonotonicClock, Nanos};
 
+/// The RT core's models the tests run in turn: (tag, the `cores/cpuN.toml` keys).
+pub const MODELS: [(&str, &str); 3] = [
+    ("threads-fp", "scheduler = \"fp\"\ndispatch = \"threads\""),
+    (
+        "coop-edf",
+        "scheduler = \"edf\"\ndispatch = \"cooperative\"",
+    ),
+    ("coop-fp", "scheduler = \"fp\"\ndispatch = \"cooperative\""),
+];
+
 /// The executor's tests compete for the one RT core: run them one at a time.
 pub static RT_CORE: Mutex<()> = Mutex::new(());
 
