@@ -186,9 +186,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // SAFETY: called first thing, before any other thread exists; it restores the default
-    // action of SIGPIPE, so `rtpm … | head` ends quietly like other Unix tools instead of
-    // panicking on a closed stdout.
+    // Restores the default action of SIGPIPE, so `rtpm … | head` ends quietly like other
+    // Unix tools instead of panicking on a closed stdout.
+    // SAFETY: called first thing, before any other thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }

@@ -17,10 +17,10 @@ pub(crate) struct Claim<T> {
     value: UnsafeCell<T>,
 }
 
-// SAFETY: access to `value` is only through a `Claimed` guard, and at most one guard exists
-// at a time (the `held` flag is taken with an Acquire CAS and released with a Release
-// store), so sharing a `Claim` between threads gives each holder exclusive access, exactly
-// like a mutex. `T: Send` is needed because the value moves between the threads holding it.
+// Access to `value` is only through a `Claimed` guard, and at most one guard exists at a
+// time (the `held` flag is taken with an Acquire CAS and released with a Release store).
+// SAFETY: so sharing a `Claim` between threads gives each holder exclusive access, exactly
+// like a mutex; `T: Send` because the value moves between the threads holding it.
 unsafe impl<T: Send> Sync for Claim<T> {}
 
 impl<T> Claim<T> {

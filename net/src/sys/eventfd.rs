@@ -35,9 +35,9 @@ impl EventFd {
     /// Adds one to the counter, waking whoever waits on it.
     pub(crate) fn signal(&self) {
         let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our own descriptor. The result is
-        // ignored on purpose: the only failure (EAGAIN at a saturated counter) means a
-        // wake-up is already pending, which is what we want.
+        // The result is ignored on purpose: the only failure (EAGAIN at a saturated
+        // counter) means a wake-up is already pending, which is what we want.
+        // SAFETY: writes 8 bytes from a live u64 to our own descriptor.
         unsafe {
             libc::write(
                 self.fd.as_raw_fd(),

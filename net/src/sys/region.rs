@@ -36,11 +36,11 @@ pub(crate) struct Buffers {
     refs: Box<[AtomicU16]>,
 }
 
-// SAFETY: the mapping is plain memory owned by this value until drop. Concurrent access
-// to a buffer is governed by the ownership protocol above: writes need an `Owned` (unique
-// per buffer), reads need an `Owned` or a `Lease`, and leases exist only when no `Owned`
-// does. Hand-overs between threads go through atomics (queues, lease counts), which order
-// the accesses.
+// The mapping is plain memory owned by this value until drop. Concurrent access to a
+// buffer is governed by the ownership protocol above: writes need an `Owned` (unique per
+// buffer), reads need an `Owned` or a `Lease`, and leases exist only when no `Owned` does.
+// SAFETY: so moving it to another thread is sound; hand-overs between threads go through
+// atomics (queues, lease counts), which order the accesses.
 unsafe impl Send for Buffers {}
 // SAFETY: see `Send`; `&Buffers` gives no access to bytes without a proof.
 unsafe impl Sync for Buffers {}
@@ -203,9 +203,9 @@ impl Buffers {
         if l.pool != self.id {
             return None;
         }
+        // `off + len` was clamped to the buffer when the lease was made.
         // SAFETY: a lease of this region exists, so the buffer is shared read-only: no
-        // `Owned` exists for it and the kernel does not hold it. `off + len` was clamped
-        // to the buffer when the lease was made.
+        // `Owned` exists for it and the kernel does not hold it.
         Some(unsafe {
             std::slice::from_raw_parts(self.addr(l.bid).add(l.off as usize), l.len as usize)
         })
@@ -234,10 +234,10 @@ impl Buffers {
 
 impl Drop for Buffers {
     fn drop(&mut self) {
-        // SAFETY: the mapping was created in `new` with this length and is unmapped once.
         // Buffers are dropped only after every backend using them unregistered them and
         // saw their last completion (see the backends' shutdown), and leases borrow the
         // region through an `Arc`, so no access outlives it.
+        // SAFETY: the mapping was created in `new` with this length and is unmapped once.
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.map_len);
         }

@@ -609,9 +609,9 @@ pub(crate) struct RecvScratch {
     pub taken: Vec<Owned>,
 }
 
-// SAFETY: the raw pointers inside are only set and used within one `recv` call on the
-// owning thread; between calls they are dangling-but-unused. Moving the scratch to the
-// pool thread that owns it is sound.
+// The raw pointers inside are only set and used within one `recv` call on the owning
+// thread; between calls they are dangling-but-unused.
+// SAFETY: so moving the scratch to the pool thread that owns it is sound.
 unsafe impl Send for RecvScratch {}
 
 /// One received datagram (or GRO burst of datagrams) of a batch.
@@ -663,9 +663,9 @@ impl RecvScratch {
                 msg_len: 0,
             };
         }
-        // SAFETY: the first `n` headers point at live arrays of this scratch and at the
-        // taken buffers, which this thread owns exclusively (`Owned`) until the call
-        // returns; recvmmsg writes only within the stated lengths.
+        // The taken buffers are this thread's exclusively (`Owned`) until the call returns.
+        // SAFETY: the first `n` headers point at live arrays of this scratch and at those
+        // buffers; recvmmsg writes only within the stated lengths.
         let rc = unsafe {
             libc::recvmmsg(
                 fd,

@@ -106,9 +106,10 @@ impl BufRing {
     /// Writes entry `tail` (not yet visible to the kernel).
     fn put(&mut self, tail: u16, addr: *mut u8, len: u32, bid: u16) {
         let idx = usize::from(tail & self.mask);
-        // SAFETY: idx <= mask < entries, so the entry is inside the mapping. Entries at or
-        // after the published tail are not read by the kernel until the next publish, and
-        // the ring holds at most `entries` buffers, so this slot is not in use.
+        // Entries at or after the published tail are not read by the kernel until the
+        // next publish, and the ring holds at most `entries` buffers.
+        // SAFETY: idx <= mask < entries, so the entry is inside the mapping, and by the
+        // above this slot is not in use.
         let e = unsafe { &mut *self.base.as_ptr().add(idx) };
         e.set_addr(addr as u64);
         e.set_len(len);
@@ -117,9 +118,9 @@ impl BufRing {
 
     /// Makes entries up to `tail` visible to the kernel.
     fn publish(&self, tail: u16) {
+        // The Release store orders the entry writes before it.
         // SAFETY: `tail` points at the ring header's tail field inside the mapping, a
-        // naturally aligned u16 that the kernel reads atomically; the Release store orders
-        // the entry writes before it.
+        // naturally aligned u16 that the kernel reads atomically.
         unsafe {
             let t = types::BufRingEntry::tail(self.base.as_ptr()) as *mut u16;
             AtomicU16::from_ptr(t).store(tail, Ordering::Release);
@@ -129,9 +130,9 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        // SAFETY: unmaps the mapping made in `new`, once. `Uring` drops it only after the
-        // ring (declared before it in `Leader`) was closed, and after `shutdown`
-        // unregistered the buffer group.
+        // `Uring` drops it only after the ring (declared before it in `Leader`) was
+        // closed, and after `shutdown` unregistered the buffer group.
+        // SAFETY: so this unmaps the mapping made in `new`, once, with nobody using it.
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.map_len);
         }
@@ -241,10 +242,10 @@ pub(crate) struct Uring {
     finished: std::sync::atomic::AtomicBool,
 }
 
-// SAFETY: the raw pointers in `msg`, `Leader::groups` (msghdr, iovecs, control) and
-// `Tx::msg/iov` point into heap allocations owned by this value (boxed slices that never
-// move); they are written only by the leader (under the
-// `Claim`) and read by the kernel. Nothing else dereferences them.
+// The raw pointers in `msg`, `Leader::groups` (msghdr, iovecs, control) and `Tx::msg/iov`
+// point into heap allocations owned by this value (boxed slices that never move).
+// SAFETY: they are written only by the leader (under the `Claim`) and read by the
+// kernel; nothing else dereferences them, so the value may move between threads.
 unsafe impl Send for Uring {}
 // SAFETY: see `Send`; shared access goes through `Claim` (leader state) or atomics (core).
 unsafe impl Sync for Uring {}
@@ -485,10 +486,11 @@ impl Uring {
     /// that runs a request's completion work.
     fn push(&self, st: &mut Leader, e: squeue::Entry) {
         loop {
-            // SAFETY: every entry built by this backend points only at memory that lives
-            // until its completion: the msghdr template and bell buffer (boxed, owned by
+            // What entries point at: the msghdr template and bell buffer (boxed, owned by
             // self), send addresses, GSO groups and tx iovecs (boxed in `Leader`, untouched
             // until the completion), buffers owned by the kernel until their completion.
+            // SAFETY: so every entry built by this backend points only at memory that
+            // lives until its completion.
             let pushed = unsafe { st.ring.submission().push(&e) };
             if pushed.is_ok() {
                 return;
@@ -930,8 +932,8 @@ impl Uring {
         for bid in &bids[..n] {
             // SAFETY: the send's completion names its group, and the group names these
             // slots: the kernel is done with them.
-            core.send_free
-                .push(unsafe { core.sendbufs.assume_owned(*bid) });
+            let slot = unsafe { core.sendbufs.assume_owned(*bid) };
+            core.send_free.push(slot);
         }
     }
 

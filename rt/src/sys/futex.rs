@@ -17,9 +17,9 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline_ns: Option<u64>) {
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `word` is a live, aligned 32-bit atomic for the duration of the call (the
-    // kernel only reads it); `ts_ptr` is null or points at `ts`, which outlives the call;
-    // the last two arguments are the unused second address and the match-any bitset.
+    // The last two arguments are the unused second address and the match-any bitset.
+    // SAFETY: `word` is a live, aligned 32-bit atomic for the call (the kernel only reads
+    // it); `ts_ptr` is null or points at `ts`, which outlives the call.
     unsafe {
         libc::syscall(
             libc::SYS_futex,

@@ -29,9 +29,10 @@ extern "C" fn on_sigxcpu(_sig: libc::c_int) {
 pub fn install_dl_overrun_handler() -> std::io::Result<()> {
     let mut result = Ok(());
     INSTALL.call_once(|| {
-        // SAFETY: a zeroed sigaction is a valid value to fill in; the handler is an
-        // `extern "C" fn(c_int)` that is async-signal-safe (a TLS cell and an atomic),
-        // and `sigemptyset`/`sigaction` get pointers to live locals.
+        // The handler is an `extern "C" fn(c_int)` that is async-signal-safe (a TLS cell
+        // and an atomic).
+        // SAFETY: a zeroed sigaction is a valid value to fill in, and
+        // `sigemptyset`/`sigaction` get pointers to live locals.
         let rc = unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_sigxcpu as extern "C" fn(libc::c_int) as usize;
