@@ -10,6 +10,7 @@ pub mod alloc;
 pub mod netns;
 pub mod nodes;
 pub mod shield;
+pub mod steal;
 
 /// The workspace root (the folder holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
