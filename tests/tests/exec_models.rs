@@ -205,6 +205,56 @@ fn early_sporadic_arrivals_are_deferred_not_run_early() {
     }
 }
 
+#[test]
+fn a_sporadic_burst_runs_at_once_and_the_next_waits_for_its_window() {
+    let _g = exclusive();
+    skip_unless!(fifo_allowed());
+    skip_unless!(two_cpus());
+    for (tag, keys) in MODELS {
+        let (_dir, cfg) = config(&format!("burst-{tag}"), keys);
+        let mut exec = Executor::start(cfg).unwrap();
+        let jobs: Arc<Mutex<Vec<Job>>> = Arc::new(Mutex::new(Vec::with_capacity(16)));
+        let seen = Arc::clone(&jobs);
+        let t = Nanos::ms(20);
+        let (id, act) = exec
+            .spawn_sporadic(
+                TaskSpec::sporadic("burst3", t, Nanos::ms(1)).with_burst(3),
+                TaskOptions::default(),
+                move |j: &Job, _: u32| seen.lock().unwrap().push(*j),
+            )
+            .unwrap();
+        // Seven activations at once: three fit the burst; the others wait, each one
+        // period after the release three jobs before it.
+        for i in 0..7 {
+            act.activate(i).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(120));
+        let r = exec.stats(id).unwrap();
+        exec.stop().unwrap();
+        let jobs = jobs.lock().unwrap();
+        assert_eq!(jobs.len(), 7, "{tag}: {jobs:?}");
+        assert_eq!(r.deferred, 4, "{tag}: {r:?}");
+        for j in &jobs[..3] {
+            assert_eq!(
+                j.release, j.arrival,
+                "{tag}: a job of the burst waited: {j:?}"
+            );
+        }
+        for k in 3..7 {
+            assert_eq!(
+                jobs[k].release,
+                jobs[k - 3].release.add(t),
+                "{tag}: job {k}"
+            );
+            assert!(
+                jobs[k].arrival < jobs[k].release,
+                "{tag}: job {k} not deferred"
+            );
+            assert!(jobs[k].start >= jobs[k].release, "{tag}: job {k} ran early");
+        }
+    }
+}
+
 /// A periodic task that overruns its 1 ms budget (runs 4 ms) on job `bad`.
 fn overrunner(
     exec: &mut Executor,

@@ -76,6 +76,8 @@ enum Command {
     ///   offset = "0ms"           # optional; the analysis assumes the worst phasing anyway
     ///   jitter = "0ms"           # optional release jitter
     ///   blocking = "0ms"         # optional blocking by lower-priority work
+    ///   burst = 1                # sporadic only: up to this many jobs per window of
+    ///                            # period (1..=64); charged as burst x wcet
     ///   priority = 1             # only with priority = "explicit"; 1 is the highest
     ///   core = 0                 # optional pin, 0-based index among the RT cores
     ///

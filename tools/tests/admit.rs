@@ -366,3 +366,50 @@ fn other_bad_input_is_explained() {
     let err = bad_input(&file, &["--policy", "rr"]);
     assert!(err.contains("rr"), "{err}");
 }
+
+#[test]
+fn a_sporadic_burst_is_charged_as_its_whole_window() {
+    // rx: up to 3 jobs of 1ms per 10ms window; with a 0 overhead its response is 3ms and
+    // the periodic task below it waits for the whole burst: 2 + 3 = 5ms.
+    let file = write_temp(
+        "burst.toml",
+        "[analysis]\noverhead = \"0us\"\n\
+         [[task]]\nname = \"rx\"\nkind = \"sporadic\"\nperiod = \"10ms\"\nwcet = \"1ms\"\nburst = 3\n\
+         [[task]]\nname = \"log\"\nperiod = \"20ms\"\nwcet = \"2ms\"\n",
+    );
+    let (code, v) = admit_json(&file, &[]);
+    assert_eq!(code, 0, "{v}");
+    let tasks = v["cores"][0]["tasks"].as_array().expect("tasks");
+    let r: Vec<(String, u64)> = tasks
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().expect("name").to_string(),
+                t["response_time_ns"].as_u64().expect("response"),
+            )
+        })
+        .collect();
+    assert_eq!(r, [("rx".into(), 3_000_000), ("log".into(), 5_000_000)]);
+    let u = v["cores"][0]["utilization"].as_f64().expect("utilization");
+    assert!((u - 0.4).abs() < 1e-9, "{u}");
+
+    // A burst on a periodic task, or one that cannot fit before the deadline: bad input.
+    let periodic = write_temp(
+        "burst_periodic.toml",
+        "[[task]]\nname = \"log\"\nperiod = \"20ms\"\nwcet = \"2ms\"\nburst = 2\n",
+    );
+    let err = bad_input(&periodic, &[]);
+    assert!(
+        err.contains("task `log`: `burst` 2 is not valid for a periodic task"),
+        "{err}"
+    );
+    let too_big = write_temp(
+        "burst_too_big.toml",
+        "[[task]]\nname = \"rx\"\nkind = \"sporadic\"\nperiod = \"10ms\"\nwcet = \"3ms\"\nburst = 4\n",
+    );
+    let err = bad_input(&too_big, &[]);
+    assert!(
+        err.contains("task `rx`: `burst` 4 × `wcet` 3ms exceeds `deadline` 10ms"),
+        "{err}"
+    );
+}

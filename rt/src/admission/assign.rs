@@ -138,6 +138,7 @@ mod tests {
         // first: R_a = 3 + 1 = 4, R_b = 1 + 2 = 3. Both meet their deadlines.
         let a = Load {
             cost: 1,
+            chunk: 1,
             period: 10,
             deadline: 4,
             jitter: 3,

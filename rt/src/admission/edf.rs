@@ -479,6 +479,7 @@ mod tests {
             load(2, 7, 5),
             Load {
                 cost: 3,
+                chunk: 3,
                 period: 11,
                 deadline: 9,
                 jitter: 2,

@@ -274,6 +274,7 @@ mod tests {
     fn jitter_and_blocking_enter_the_response_time() {
         let hp = [Load {
             cost: 1,
+            chunk: 1,
             period: 4,
             deadline: 4,
             jitter: 2,
@@ -281,6 +282,7 @@ mod tests {
         }];
         let task = Load {
             cost: 3,
+            chunk: 3,
             period: 20,
             deadline: 20,
             jitter: 1,
@@ -317,6 +319,7 @@ mod tests {
         let task = load(3, 40, 40);
         let new = Load {
             cost: 2,
+            chunk: 2,
             period: 15,
             deadline: 15,
             jitter: 1,

@@ -22,8 +22,12 @@ pub(crate) const EXPLAIN_STEP_LIMIT: u64 = 20_000;
 /// Invariants (from [`TaskSpec::validate`]): `period > 0`, `cost > 0`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Load {
-    /// Processor time charged per job: wcet plus the per-job overhead.
+    /// Processor time charged per window of `period`: the burst's jobs, each its wcet
+    /// plus the per-job overhead (one job unless the task declares a burst).
     pub cost: u64,
+    /// The longest piece that runs without a scheduling point: one job (wcet plus
+    /// overhead). Equal to `cost` for a task without a burst.
+    pub chunk: u64,
     /// Period, or minimum inter-arrival time.
     pub period: u64,
     /// Relative deadline.
@@ -37,8 +41,10 @@ pub(crate) struct Load {
 impl Load {
     /// The load of `spec` with `overhead` added to each job.
     pub(crate) fn of(spec: &TaskSpec, overhead: Nanos) -> Load {
+        let chunk = spec.wcet.saturating_add(overhead).get();
         Load {
-            cost: spec.wcet.saturating_add(overhead).get(),
+            cost: chunk.saturating_mul(u64::from(spec.burst.max(1))),
+            chunk,
             period: spec.period.get().max(1),
             deadline: spec.deadline.get(),
             jitter: spec.jitter.get(),
@@ -83,7 +89,9 @@ impl Load {
     /// The most work released in any window of length `w` (request bound).
     #[inline]
     pub(crate) fn rbf(&self, w: u64) -> u128 {
-        self.releases(w) * u128::from(self.cost)
+        // saturating: with a jitter near u64::MAX the count reaches 2^65, and a count
+        // times a cost near 2^64 would wrap (to a small, unsafe bound)
+        self.releases(w).saturating_mul(u128::from(self.cost))
     }
 
     /// The most jobs released in a window of length `w` that a job starting exactly at
@@ -215,6 +223,7 @@ fn gcd(mut a: u128, mut b: u128) -> u128 {
 pub(crate) fn load(cost: u64, period: u64, deadline: u64) -> Load {
     Load {
         cost,
+        chunk: cost,
         period,
         deadline,
         jitter: 0,
@@ -230,6 +239,7 @@ mod tests {
     fn request_and_demand_bounds() {
         let l = Load {
             cost: 2,
+            chunk: 2,
             period: 10,
             deadline: 7,
             jitter: 3,
@@ -256,16 +266,15 @@ mod tests {
     fn huge_windows_do_not_overflow() {
         let l = Load {
             cost: u64::MAX,
+            chunk: u64::MAX,
             period: 1,
             deadline: 1,
             jitter: u64::MAX,
             blocking: 0,
         };
         assert_eq!(l.releases(u64::MAX), 2 * u128::from(u64::MAX));
-        assert_eq!(
-            l.rbf(u64::MAX),
-            2 * u128::from(u64::MAX) * u128::from(u64::MAX)
-        );
+        // 2 (2^64 − 1)^2 exceeds u128: saturated, never wrapped to a small bound
+        assert_eq!(l.rbf(u64::MAX), u128::MAX);
         assert_eq!(ceil_div(u128::MAX, 2), u128::MAX / 2 + 1);
         assert_eq!(clamp64(u128::MAX), u64::MAX);
     }

@@ -90,4 +90,4 @@ pub use online::{Admission, Placement};
 pub use options::{AdmissionOptions, DEFAULT_JOB_OVERHEAD, Heuristic};
 pub use rejection::{CoreMiss, Miss, RejectReason, Rejection, Shortfall, Test};
 pub use report::{CoreReport, Report, TaskReport};
-pub use task::{SpecError, TaskId, TaskKind, TaskSpec};
+pub use task::{MAX_BURST, SpecError, TaskId, TaskKind, TaskSpec};

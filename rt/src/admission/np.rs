@@ -12,6 +12,11 @@
 //! R_i   = max_{0 ≤ q < Q_i}  J_i + w(q) − q T_i + C_i
 //! ```
 //!
+//! A task with a burst of `b` jobs per window is `C_i = b · c` split at the jobs'
+//! boundaries (fixed preemption points, Bril, Lukkien & Verhaegh 2009): `w(q)` is the
+//! start of the window's last job, so its own part is `q C_i + (C_i − c)`, and
+//! `R_i = J_i + w(q) − q T_i + c`. Blocking by a lower-priority task is one job `c`.
+//!
 //! (`⌊x/T⌋ + 1` rather than `⌈x/T⌉`: a higher-priority job released at the very instant
 //! job `q` would start goes first; time is counted in whole nanoseconds.)
 //!
@@ -44,6 +49,10 @@ pub(crate) fn fp_response_time(
 ) -> Fixpoint {
     let blocking = u128::from(task.blocking.max(lp_cost));
     let cost = u128::from(task.cost);
+    // A burst's jobs before its last one run first; higher-priority jobs may come in
+    // between them, and the last job (`chunk`) runs to completion once started.
+    let chunk = u128::from(task.chunk.min(task.cost));
+    let before_last = cost - chunk;
     let jitter = u128::from(task.jitter);
     let hp_cost: u128 = hp.iter().map(|l| u128::from(l.cost)).sum();
     let first = jitter + blocking + cost + hp_cost;
@@ -71,15 +80,15 @@ pub(crate) fn fp_response_time(
     let mut w_prev: Option<u64> = None;
     let mut q: u128 = 0;
     while q < jobs {
-        let own = blocking + q * cost;
+        let own = blocking + q * cost + before_last;
         let start = match w_prev {
             // w(q) ≥ w(q−1) + C: the same equation with one more own job.
             Some(w) => u128::from(w) + cost,
             None => own + hp_cost,
         };
-        // R(q) = J + w − qT + C ≤ limit  ⇔  w ≤ limit + qT − J − C.
+        // R(q) = J + w − qT + C_last ≤ limit  ⇔  w ≤ limit + qT − J − C_last.
         let release = q * u128::from(task.period);
-        let w_limit = (u128::from(limit) + release).checked_sub(jitter + cost);
+        let w_limit = (u128::from(limit) + release).checked_sub(jitter + chunk);
         let Some(w_limit) = w_limit else {
             return Fixpoint::Above(clamp64(first));
         };
@@ -88,7 +97,7 @@ pub(crate) fn fp_response_time(
                 .map(|l| l.releases_through(w) * u128::from(l.cost))
                 .sum()
         });
-        let response = |w: u64| clamp64((jitter + u128::from(w) + cost).saturating_sub(release));
+        let response = |w: u64| clamp64((jitter + u128::from(w) + chunk).saturating_sub(release));
         match found {
             Fixpoint::Found(w) => {
                 worst = worst.max(response(w));
@@ -116,13 +125,14 @@ pub(crate) fn fp_analyse(order: &[Load]) -> Result<Vec<u64>, (usize, Fixpoint)> 
     Ok(out)
 }
 
-/// For each position of a priority order, the longest cost below it.
+/// For each position of a priority order, the longest job below it (one job of a
+/// burst: the dispatcher chooses again between them).
 pub(crate) fn lower_priority_costs(order: &[Load]) -> Vec<u64> {
     let mut out = vec![0; order.len()];
     let mut max = 0;
     for i in (0..order.len()).rev() {
         out[i] = max;
-        max = max.max(order[i].cost);
+        max = max.max(order[i].chunk);
     }
     out
 }
@@ -130,7 +140,7 @@ pub(crate) fn lower_priority_costs(order: &[Load]) -> Vec<u64> {
 /// Non-preemptive EDF demand analysis (George et al.). The caller has established
 /// `U ≤ 1`.
 pub(crate) fn edf_demand_test(loads: &[Load], util: UtilVsOne) -> Result<(), DemandFail> {
-    let c_max = loads.iter().map(|l| l.cost).max().unwrap_or(0);
+    let c_max = loads.iter().map(|l| l.chunk).max().unwrap_or(0);
     let b_max = loads.iter().map(|l| l.blocking).max().unwrap_or(0);
     let d_max = loads.iter().map(|l| l.deadline).max().unwrap_or(0);
     let horizon = edf::demand_horizon(loads, c_max.max(b_max), util).ok_or(DemandFail::GaveUp)?;
@@ -138,7 +148,7 @@ pub(crate) fn edf_demand_test(loads: &[Load], util: UtilVsOne) -> Result<(), Dem
         let np = loads
             .iter()
             .filter(|l| l.deadline > t)
-            .map(|l| l.cost)
+            .map(|l| l.chunk)
             .max()
             .unwrap_or(0);
         edf::demand(loads, t) + u128::from(np.max(edf::blocking_within(loads, t)))
@@ -248,6 +258,28 @@ mod tests {
         let set = [load(1, 4, 3), load(2, 8, 8)];
         let util = utilization_vs_one(set.iter());
         assert_eq!(edf_demand_test(&set, util), Ok(()));
+    }
+
+    #[test]
+    fn a_higher_priority_job_may_come_in_between_a_bursts_jobs() {
+        // H (C 1, T=D 3) over L, a burst of two 2-unit jobs per window of 20. All arrive
+        // at 0: H [0,1), L's first job [1,3); at 3 H arrives again and goes before L's
+        // second job: H [3,4), L [4,6). L's response is 6.
+        let h = load(1, 3, 3);
+        let burst = Load {
+            chunk: 2,
+            ..load(4, 20, 20)
+        };
+        let r = fp_analyse(&[h, burst]).unwrap();
+        assert_eq!(r, vec![3, 6]);
+        // As one 4-unit job it would start at 1 and end at 5: the burst is not that.
+        let mut budget = STEP_LIMIT;
+        assert_eq!(
+            fp_response_time(&load(4, 20, 20), &[h], 0, 20, &mut budget),
+            Fixpoint::Found(5)
+        );
+        // H is blocked by one of L's jobs (2), not by the whole burst (4).
+        assert_eq!(lower_priority_costs(&[h, burst]), vec![2, 0]);
     }
 
     #[test]

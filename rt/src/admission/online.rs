@@ -479,6 +479,36 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_is_charged_as_its_whole_window() {
+        // A burst of 3 jobs of 1 ms (plus 1 ms overhead each) per 20 ms is analysed as
+        // 6 ms per 20 ms, preemptively and under EDF; under fixed priority a task below
+        // it waits for the whole burst.
+        let options = AdmissionOptions::exact().with_job_overhead(ms(1));
+        for core in [CoreSpec::fp(PriorityAssignment::Dm), CoreSpec::edf()] {
+            let mut a = Admission::new(vec![core], options);
+            let p = a
+                .try_admit(TaskSpec::sporadic("rx", ms(20), ms(1)).with_burst(3))
+                .unwrap();
+            assert!((a.core_utilization(0) - 0.3).abs() < 1e-12);
+            if core.assignment().is_some() {
+                assert_eq!(p.response_time, Some(ms(6)));
+                let low = a
+                    .try_admit(TaskSpec::periodic("low", ms(40), ms(2)))
+                    .unwrap();
+                assert_eq!(low.response_time, Some(ms(9)));
+            }
+            // With `low` (0.075 under FP) or not: one more millisecond does not fit.
+            let spare = if core.assignment().is_some() { 25 } else { 28 };
+            assert!(
+                a.try_admit(TaskSpec::periodic("big", ms(40), ms(spare)))
+                    .is_err()
+            );
+            a.try_admit(TaskSpec::periodic("fits", ms(40), ms(spare - 1)))
+                .unwrap();
+        }
+    }
+
+    #[test]
     fn heuristics_choose_cores_by_spare_capacity() {
         let place = |h: Heuristic| {
             let options = AdmissionOptions::exact().with_heuristic(h);

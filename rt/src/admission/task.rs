@@ -6,6 +6,13 @@
 //! its arrival. A job may be released up to `jitter` after it arrives, and it may wait up
 //! to `blocking` for lower-priority work (a critical section, a non-preemptive region).
 //!
+//! A sporadic task may declare a `burst`: up to `burst` jobs may arrive together, at most
+//! `burst` in any window of length `period` (a sporadic server's budget of
+//! `burst × wcet` per period, spent one job at a time). The analysis charges each window
+//! the whole burst, due `deadline` after the first of its arrivals, and the cooperative
+//! model's analysis lets higher-priority jobs in between the burst's jobs. A burst of 1
+//! is the classic sporadic task.
+//!
 //! Deadlines are constrained: `wcet ≤ deadline ≤ period`. Linux's `SCHED_DEADLINE`
 //! refuses a deadline longer than the period, and so does [`TaskSpec::validate`].
 
@@ -59,7 +66,13 @@ pub struct TaskSpec {
     pub priority: Option<u32>,
     /// Pins the task to this RT core (0-based index among the RT cores).
     pub core: Option<usize>,
+    /// Sporadic tasks: the most jobs that may arrive in any window of `period` (1 to
+    /// [`MAX_BURST`]); periodic tasks: 1. See the module documentation.
+    pub burst: u32,
 }
+
+/// The largest [`TaskSpec::burst`].
+pub const MAX_BURST: u32 = 64;
 
 impl TaskSpec {
     /// A periodic task with an implicit deadline (`deadline = period`) and no offset,
@@ -76,6 +89,7 @@ impl TaskSpec {
             blocking: Nanos::ZERO,
             priority: None,
             core: None,
+            burst: 1,
         }
     }
 
@@ -118,26 +132,38 @@ impl TaskSpec {
         self
     }
 
+    /// A sporadic task whose jobs may arrive `burst` at a time (at most `burst` in any
+    /// window of `period`).
+    pub fn with_burst(mut self, burst: u32) -> TaskSpec {
+        self.burst = burst;
+        self
+    }
+
+    /// The processor time one window of `period` may ask for: `burst × wcet`.
+    pub fn window_wcet(&self) -> Nanos {
+        Nanos(self.wcet.get().saturating_mul(u64::from(self.burst.max(1))))
+    }
+
     /// Pinned to RT core `core`.
     pub fn pinned(mut self, core: usize) -> TaskSpec {
         self.core = Some(core);
         self
     }
 
-    /// `wcet / period`, the share of one core the task needs.
+    /// `burst × wcet / period`, the share of one core the task needs.
     pub fn utilization(&self) -> f64 {
-        ratio(self.wcet, self.period)
+        ratio(self.window_wcet(), self.period)
     }
 
-    /// `wcet / deadline`: equal to the utilisation for implicit deadlines, larger when
-    /// the deadline is shorter than the period.
+    /// `burst × wcet / deadline`: equal to the utilisation for implicit deadlines, larger
+    /// when the deadline is shorter than the period.
     pub fn density(&self) -> f64 {
-        ratio(self.wcet, self.deadline)
+        ratio(self.window_wcet(), self.deadline)
     }
 
     /// Checks the declaration on its own (not against other tasks): a non-empty name,
-    /// `period > 0`, `wcet > 0`, `wcet ≤ deadline ≤ period`, and an explicit priority of
-    /// at least 1.
+    /// `period > 0`, `wcet > 0`, `burst × wcet ≤ deadline ≤ period`, a burst in
+    /// `1..=MAX_BURST` (1 for a periodic task), and an explicit priority of at least 1.
     pub fn validate(&self) -> Result<(), SpecError> {
         let task = || self.name.clone();
         if self.name.trim().is_empty() {
@@ -159,6 +185,23 @@ impl TaskSpec {
         if self.wcet > self.deadline {
             return Err(SpecError::WcetExceedsDeadline {
                 task: task(),
+                wcet: self.wcet,
+                deadline: self.deadline,
+            });
+        }
+        if !(1..=MAX_BURST).contains(&self.burst)
+            || (self.kind == TaskKind::Periodic && self.burst != 1)
+        {
+            return Err(SpecError::BadBurst {
+                task: task(),
+                kind: self.kind,
+                burst: self.burst,
+            });
+        }
+        if self.window_wcet() > self.deadline {
+            return Err(SpecError::BurstExceedsDeadline {
+                task: task(),
+                burst: self.burst,
                 wcet: self.wcet,
                 deadline: self.deadline,
             });
@@ -228,6 +271,32 @@ pub enum SpecError {
         /// Its deadline.
         deadline: Nanos,
     },
+    /// A burst out of range, or on a periodic task.
+    #[error(
+        "task `{task}`: `burst` {burst} is not valid for a {kind} task; a sporadic task's burst is 1 to 64 jobs per window of `period`, a periodic task's is 1"
+    )]
+    BadBurst {
+        /// The task.
+        task: String,
+        /// Its kind.
+        kind: TaskKind,
+        /// Its burst.
+        burst: u32,
+    },
+    /// A whole burst cannot finish within the deadline even alone on a core.
+    #[error(
+        "task `{task}`: `burst` {burst} × `wcet` {wcet} exceeds `deadline` {deadline}; a burst must fit before its deadline: lower the burst or the wcet, or lengthen the deadline"
+    )]
+    BurstExceedsDeadline {
+        /// The task.
+        task: String,
+        /// Its burst.
+        burst: u32,
+        /// Its worst-case execution time per job.
+        wcet: Nanos,
+        /// Its deadline.
+        deadline: Nanos,
+    },
     /// An arbitrary deadline (longer than the period), which is not supported.
     #[error(
         "task `{task}`: `deadline` {deadline} exceeds `period` {period}; only constrained deadlines (deadline ≤ period) are supported, as SCHED_DEADLINE requires: shorten the deadline or lengthen the period"
@@ -283,6 +352,10 @@ mod tests {
         assert!((t.utilization() - 0.2).abs() < 1e-12);
         assert!((t.density() - 0.25).abs() < 1e-12);
         assert_eq!(t.validate(), Ok(()));
+        let b = t.with_burst(3);
+        assert_eq!(b.window_wcet(), Nanos::ms(6));
+        assert!((b.utilization() - 0.6).abs() < 1e-12);
+        assert_eq!(b.validate(), Ok(()));
     }
 
     #[test]
@@ -313,6 +386,22 @@ mod tests {
             (ok.clone().with_deadline(Nanos::ms(1)), "`wcet` 2ms exceeds"),
             (ok.clone().with_deadline(Nanos::ms(11)), "`deadline` 11ms"),
             (ok.clone().with_priority(0), "`priority` 0"),
+            (
+                ok.clone().with_burst(2),
+                "`burst` 2 is not valid for a periodic",
+            ),
+            (
+                TaskSpec::sporadic("brake", Nanos::ms(10), Nanos::ms(2)).with_burst(0),
+                "`burst` 0 is not valid",
+            ),
+            (
+                TaskSpec::sporadic("brake", Nanos::ms(10), Nanos::ms(2)).with_burst(65),
+                "`burst` 65 is not valid",
+            ),
+            (
+                TaskSpec::sporadic("brake", Nanos::ms(10), Nanos::ms(2)).with_burst(6),
+                "`burst` 6 × `wcet` 2ms exceeds `deadline` 10ms",
+            ),
         ];
         for (spec, needle) in cases {
             let err = spec.validate().unwrap_err().to_string();

@@ -8,8 +8,9 @@
 //! handle inside it can be recycled.
 //!
 //! Each activation carries its arrival time. The RT side releases it no earlier than
-//! the minimum inter-arrival time after the task's previous release: an early arrival
-//! is deferred, never run early, and counted.
+//! the minimum inter-arrival time after the task's previous release (after the release
+//! `burst` jobs back, for a task declared with a burst): an early arrival is deferred,
+//! never run early, and counted.
 
 use std::sync::Arc;
 

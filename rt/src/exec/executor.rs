@@ -496,10 +496,14 @@ impl Executor {
         let spec = &shared.spec;
         let (policy, fifo) = match c.edf_threads {
             Some(EdfThreads::Deadline) => {
-                let runtime = spec
-                    .wcet
-                    .saturating_add(self.config.job_overhead)
-                    .min(spec.deadline);
+                // a burst's jobs share one budget per period
+                let runtime = Nanos(
+                    spec.wcet
+                        .saturating_add(self.config.job_overhead)
+                        .get()
+                        .saturating_mul(u64::from(spec.burst.max(1))),
+                )
+                .min(spec.deadline);
                 (
                     Policy::Deadline {
                         runtime,

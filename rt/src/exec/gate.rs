@@ -11,7 +11,7 @@ use crate::admission::{self, Admission, AdmissionOptions, CoreSpec, PriorityAssi
 use crate::config::{CoreConfig, Dispatch, Scheduler};
 use crate::time::Nanos;
 
-pub use crate::admission::{Placement, Rejection, TaskId, TaskKind, TaskSpec};
+pub use crate::admission::{MAX_BURST, Placement, Rejection, TaskId, TaskKind, TaskSpec};
 
 /// The per-job overhead admission adds to every wcet, unless configured otherwise
 /// (admission's [`admission::DEFAULT_JOB_OVERHEAD`]).

@@ -16,8 +16,9 @@
 //! **Releases.** Periodic releases are absolute `CLOCK_MONOTONIC` times, `first + k·T`.
 //! Sporadic activations are small `Copy` payloads pushed from any thread through an
 //! [`Activator`] into the task's lock-free queue; the RT core is woken by a futex. An
-//! activation earlier than the minimum inter-arrival time after the previous release is
-//! deferred to the earliest legal release and counted; a full queue drops per the task's
+//! activation earlier than the minimum inter-arrival time after the previous release (or,
+//! for a task with a burst of `b`, after the release `b` jobs back) is deferred to the
+//! earliest legal release and counted; a full queue drops per the task's
 //! [`DropPolicy`] and counts it; the producer never blocks.
 //!
 //! **Accounting.** Every job's release latency, response time, execution time, overrun
@@ -58,7 +59,7 @@ mod wake;
 pub use activation::{Activator, Dropped};
 pub use affinity::{ThreadPlacement, process_threads};
 pub use executor::{ExecReport, Executor};
-pub use gate::{Placement, Rejection, TaskId, TaskKind, TaskSpec, default_job_overhead};
+pub use gate::{MAX_BURST, Placement, Rejection, TaskId, TaskKind, TaskSpec, default_job_overhead};
 pub use job::Job;
 pub use options::{
     DropPolicy, ExecConfig, MAX_TASKS_PER_CORE, OverrunPolicy, StopPolicy, TaskOptions,

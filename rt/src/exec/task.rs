@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use super::activation::{ActivationQueue, Pending};
-use super::gate::{TaskId, TaskSpec};
+use super::gate::{MAX_BURST, TaskId, TaskSpec};
 use super::job::Job;
 use super::options::{OverrunPolicy, TaskOptions};
 use super::stats::{JobFigures, TaskStats};
@@ -241,9 +241,44 @@ pub(crate) struct Sporadic<P, F> {
     body: F,
     queue: Arc<ActivationQueue<P>>,
     staged: Option<(Pending<P>, Instant)>,
-    last_release: Option<Instant>,
+    /// The last `burst` releases, oldest at `next_slot` once the ring is full.
+    recent: Recent,
     seq: u64,
     skip_next: bool,
+}
+
+/// The last `burst` releases of a sporadic task: a new job may be released no earlier
+/// than `period` after the release `burst` jobs back (at most `burst` in any window of
+/// `period`; with a burst of 1, the minimum inter-arrival time after the last release).
+struct Recent {
+    slots: [Option<Instant>; MAX_BURST as usize],
+    burst: usize,
+    next_slot: usize,
+}
+
+impl Recent {
+    fn new(burst: u32) -> Recent {
+        Recent {
+            slots: [None; MAX_BURST as usize],
+            burst: (burst as usize).clamp(1, MAX_BURST as usize),
+            next_slot: 0,
+        }
+    }
+
+    /// The earliest legal release for an arrival at `arrival`.
+    #[inline]
+    fn earliest(&self, arrival: Instant, period: Nanos) -> Instant {
+        match self.slots[self.next_slot] {
+            Some(oldest) => arrival.max(oldest.add(period)),
+            None => arrival,
+        }
+    }
+
+    #[inline]
+    fn record(&mut self, release: Instant) {
+        self.slots[self.next_slot] = Some(release);
+        self.next_slot = (self.next_slot + 1) % self.burst;
+    }
 }
 
 impl<P: Copy + Send + 'static, F: FnMut(&Job, P) + Send> Sporadic<P, F> {
@@ -252,12 +287,13 @@ impl<P: Copy + Send + 'static, F: FnMut(&Job, P) + Send> Sporadic<P, F> {
         queue: Arc<ActivationQueue<P>>,
         body: F,
     ) -> Sporadic<P, F> {
+        let recent = Recent::new(shared.spec.burst);
         Sporadic {
             shared,
             body,
             queue,
             staged: None,
-            last_release: None,
+            recent,
             seq: 0,
             skip_next: false,
         }
@@ -279,15 +315,10 @@ impl<P: Copy + Send + 'static, F: FnMut(&Job, P) + Send> Runnable for Sporadic<P
             self.shared.stats.count_skip();
             next = self.queue.queue.pop()?;
         }
-        let earliest = self
-            .last_release
-            .map_or(next.arrival, |r| r.add(self.shared.spec.period));
-        let release = if next.arrival < earliest {
+        let release = self.recent.earliest(next.arrival, self.shared.spec.period);
+        if release > next.arrival {
             self.shared.stats.count_deferred();
-            earliest
-        } else {
-            next.arrival
-        };
+        }
         self.staged = Some((next, release));
         Some(release)
     }
@@ -298,7 +329,7 @@ impl<P: Copy + Send + 'static, F: FnMut(&Job, P) + Send> Runnable for Sporadic<P
         };
         let seq = self.seq;
         self.seq += 1;
-        self.last_release = Some(release);
+        self.recent.record(release);
         let body = &mut self.body;
         let payload = pending.payload;
         let overran = run_job(&self.shared, seq, release, pending.arrival, timing, |j| {

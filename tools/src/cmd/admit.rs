@@ -127,6 +127,7 @@ struct TaskFile {
     blocking: Option<Nanos>,
     priority: Option<u32>,
     core: Option<usize>,
+    burst: Option<u32>,
 }
 
 /// The analysis settings in force, after flags override the file.
@@ -289,6 +290,7 @@ fn spec_of(t: TaskFile) -> TaskSpec {
         blocking: t.blocking.unwrap_or(Nanos::ZERO),
         priority: t.priority,
         core: t.core,
+        burst: t.burst.unwrap_or(1),
         ..TaskSpec::periodic(t.name, t.period, t.wcet)
     }
 }
