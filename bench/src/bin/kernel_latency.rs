@@ -58,6 +58,7 @@ struct Args {
     remote: u64,
     events: u64,
     pace: Duration,
+    burst: u32,
 }
 
 fn args() -> Args {
@@ -66,6 +67,7 @@ fn args() -> Args {
         remote: 2_000,
         events: 2_000,
         pace: Duration::from_millis(2),
+        burst: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -80,11 +82,15 @@ fn args() -> Args {
             "--remote" => a.remote = n(),
             "--events" => a.events = n(),
             "--pace-us" => a.pace = Duration::from_micros(n()),
+            "--burst" => a.burst = n().clamp(1, 64) as u32,
             "-h" | "--help" => {
                 println!(
-                    "kernel_latency [--local N] [--remote N] [--events N] [--pace-us US]\n\
+                    "kernel_latency [--local N] [--remote N] [--events N] [--pace-us US] [--burst B]\n\
                      local/remote two-way RPC and remote event delivery, beside raw rtpm-net\n\
-                     reactor baselines measured in the same run (needs SCHED_FIFO, 2 CPUs)."
+                     reactor baselines measured in the same run (needs SCHED_FIFO, 2 CPUs).\n\
+                     --burst B: the overlay's receive and command tasks and the server's\n\
+                     request task take up to B jobs per window of B x their minimum\n\
+                     inter-arrival time (the same average rate as B = 1, in bursts)."
                 );
                 std::process::exit(0);
             }
@@ -136,8 +142,10 @@ fn runtime(name: &str, p: &Partition) -> (Runtime, Session) {
 /// The overlay both runtimes join: the lowest minimum inter-arrival times this
 /// machine's admission accepts for the reliable class's receive task and the command
 /// task (400 µs; see RESULTS.md).
-fn overlay() -> OverlaySpec {
+fn overlay(burst: u32) -> OverlaySpec {
     let pid = std::process::id();
+    let ia = Nanos::us(400 * u64::from(burst));
+    let batch = 2 * burst;
     let text = format!(
         r#"
 name = "bench"
@@ -145,8 +153,9 @@ multicast = "239.254.{}.{}:{}"
 key = "unused"
 heartbeat = "10ms"
 [commands]
-min_interarrival = "400us"
-batch = 2
+min_interarrival = "{ia}"
+batch = {batch}
+burst = {burst}
 [[sap]]
 address = "127.0.0.1:0"
 class = 0
@@ -154,8 +163,9 @@ class = 0
 address = "127.0.0.1:0"
 class = 1
 reliability = "reliable"
-min_interarrival = "400us"
-batch = 2
+min_interarrival = "{ia}"
+batch = {batch}
+burst = {burst}
 "#,
         (pid >> 8) % 250,
         pid % 250 + 1,
@@ -296,13 +306,17 @@ fn main() {
 
     // remote: two runtimes joined by the overlay
     rpc_a
-        .register_server(&sa, Echo, ServerSpec::new(Nanos::us(200), Nanos::us(40)))
+        .register_server(
+            &sa,
+            Echo,
+            ServerSpec::new(Nanos::us(200 * u64::from(a.burst)), Nanos::us(40)).burst(a.burst),
+        )
         .unwrap();
     let na = ra
-        .get_network(&sa, ra.insert_network(&sa, overlay()).unwrap())
+        .get_network(&sa, ra.insert_network(&sa, overlay(a.burst)).unwrap())
         .unwrap();
     let nb = rb
-        .get_network(&sb, rb.insert_network(&sb, overlay()).unwrap())
+        .get_network(&sb, rb.insert_network(&sb, overlay(a.burst)).unwrap())
         .unwrap();
     wait("both join one cell", || {
         matches!(na.membership().role(), PeerRole::Peer | PeerRole::SuperPeer)

@@ -71,6 +71,11 @@ struct Cli {
     /// for, and the fastest a receive job may follow the previous one).
     #[arg(long, default_value = "150us")]
     min_interarrival: Nanos,
+    /// Receive jobs one minimum inter-arrival window may hold, in the latency figure (the
+    /// SAPs' and command task's `burst`): a datagram arriving sooner than the minimum
+    /// inter-arrival time after the last job runs at once unless this many already ran.
+    #[arg(long, default_value_t = 4)]
+    burst: usize,
     /// Messages per throughput figure.
     #[arg(long, default_value_t = 20_000)]
     flood: u64,
@@ -375,6 +380,8 @@ struct Topology {
     batch: [usize; 2],
     /// Commands per command job (one job per millisecond at most).
     commands: usize,
+    /// Jobs per minimum inter-arrival window (receive and command tasks).
+    burst: usize,
 }
 
 fn free_base() -> u16 {
@@ -421,12 +428,14 @@ heartbeat = "25ms"
 [overlay.commands]
 min_interarrival = "1ms"
 batch = {cb}
+burst = {bc}
 [[overlay.sap]]
 address = "127.0.0.1:{port}"
 class = 0
 mode = "{mode}"
 min_interarrival = "{ia0}"
 batch = {b0}
+burst = {bu0}
 [[overlay.sap]]
 address = "127.0.0.1:{p1}"
 class = 1
@@ -434,7 +443,11 @@ reliability = "reliable"
 mode = "{mode}"
 min_interarrival = "{ia1}"
 batch = {b1}
+burst = {bu1}
 "#,
+        bc = t.burst.min(t.commands),
+        bu0 = t.burst.min(t.batch[0]),
+        bu1 = t.burst.min(t.batch[1]),
         k = t.k,
         pps = t.pps,
         mode = t.mode.name(),
@@ -485,6 +498,7 @@ fn pair(
     min_ia: [Nanos; 2],
     batch: [usize; 2],
     commands: usize,
+    burst: usize,
 ) -> (PathBuf, NodeProc, NodeProc) {
     let root = temp(tag);
     let group = format!("239.254.{}.1:{}", std::process::id() % 250, free_base());
@@ -495,6 +509,7 @@ fn pair(
         min_ia,
         batch,
         commands,
+        burst,
     };
     let a = start_node(&root, "a", &group, &t);
     wait_until(Duration::from_secs(20), || {
@@ -520,9 +535,25 @@ fn latency(cli: &Cli) {
     println!("| case | p50 µs | p99 µs | p99.9 µs | max µs | n | p50 ÷ raw reactor |");
     println!("|---|---|---|---|---|---|---|");
     let slow = Nanos::ms(1);
+    // one datagram per job, `burst` jobs per window (2 at least: the reliable class's ack)
+    let b = cli.burst.max(2);
     let pairs = [
-        pair("lat0", cli.mode, [cli.min_interarrival, slow], [2, 2], 8),
-        pair("lat1", cli.mode, [slow, cli.min_interarrival], [2, 2], 8),
+        pair(
+            "lat0",
+            cli.mode,
+            [cli.min_interarrival, slow],
+            [b, b],
+            8,
+            cli.burst,
+        ),
+        pair(
+            "lat1",
+            cli.mode,
+            [slow, cli.min_interarrival],
+            [b, b],
+            8,
+            cli.burst,
+        ),
     ];
     let (mut raw_rtt, mut raw_ow) = (hist(), hist());
     let mut rows = Vec::new();
@@ -620,7 +651,7 @@ fn throughput(cli: &Cli) {
         "| case | arrived | msgs/s | ÷ raw reactor | receiver: rx-queue-full, kernel drops, duplicates; sender: retransmits |"
     );
     println!("|---|---|---|---|---|");
-    let (root, a, b) = pair("tp", Wait::Park, [ia; 2], [batch; 2], commands);
+    let (root, a, b) = pair("tp", Wait::Park, [ia; 2], [batch; 2], commands, 1);
     for (i, size) in [64usize, 1024].into_iter().enumerate() {
         eprintln!("throughput: raw reactor, {size} B");
         let raw = raw_throughput(cli.flood, size);
@@ -805,6 +836,7 @@ fn repair(cli: &Cli) {
             min_ia: [Nanos::us(500); 2],
             batch: [2, 2],
             commands: 8,
+            burst: 2,
         };
         let mut nodes = Vec::new();
         for i in 0..cli.peers {

@@ -67,6 +67,10 @@ pub struct ServerSpec {
     pub queue: usize,
     /// What an overrunning request does to the task.
     pub overrun: OverrunPolicy,
+    /// Requests that may be released together: at most `burst` in any window of
+    /// `min_interarrival` (1: one per `min_interarrival`). Admission charges the window
+    /// `burst × wcet`.
+    pub burst: u32,
 }
 
 impl ServerSpec {
@@ -80,7 +84,17 @@ impl ServerSpec {
             local: LocalCalls::AsJobs,
             queue: 64,
             overrun: OverrunPolicy::Report,
+            burst: 1,
         }
+    }
+
+    /// Taking up to `burst` requests in any window of `min_interarrival`: a request that
+    /// arrives soon after the last one runs at once unless `burst` already ran in the
+    /// window.
+    #[must_use]
+    pub fn burst(mut self, burst: u32) -> ServerSpec {
+        self.burst = burst;
+        self
     }
 
     /// With local calls run per `local`.
@@ -105,7 +119,8 @@ impl ServerSpec {
     }
 
     fn task(&self) -> TaskSpec {
-        let t = TaskSpec::sporadic("requests", self.min_interarrival, self.wcet);
+        let t =
+            TaskSpec::sporadic("requests", self.min_interarrival, self.wcet).with_burst(self.burst);
         match self.deadline {
             Some(d) => t.with_deadline(d),
             None => t,

@@ -31,11 +31,18 @@
 //! there, so a receiver knows the sender's control address from any class. With control
 //! port 0 every SAP gives port 0 and the driver picks a free block of ports.
 //!
-//! **Rates.** Every SAP's receive work is a sporadic task: at most one job every
-//! `min_interarrival`, each handling at most `batch` datagrams, with a budget of
-//! `batch` × [`PER_DATAGRAM_NS`](crate::proto::tasks::PER_DATAGRAM_NS). That is what
-//! admission reserves, and what the SAP can take: `batch / min_interarrival` datagrams a
-//! second at most (the excess waits in the SAP's queue, then is dropped by its policy).
+//! **Rates.** Every SAP's receive work is a sporadic task with a burst: at most `burst`
+//! jobs in any window of `min_interarrival`, sharing the window's `batch` datagrams (each
+//! job handles at most ⌈`batch` / `burst`⌉, with a budget of that many ×
+//! [`PER_DATAGRAM_NS`](crate::proto::tasks::PER_DATAGRAM_NS)). That is what admission
+//! reserves, and what the SAP can take: about `batch / min_interarrival` datagrams a
+//! second (the excess waits in the SAP's queue, then is dropped by its policy). The burst
+//! is what keeps latency low: a datagram that arrives soon after the last job is handled
+//! at once unless `burst` jobs already ran in the window, instead of waiting out the
+//! minimum inter-arrival time (a ping-pong's answer and a reliable class's ack, say).
+//! Each job is charged its own per-job overhead, so a burst asks more of the RT core than
+//! one job with the same batch: the default burst is 1. The command task
+//! (`[overlay.commands]`) has the same three keys.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -122,9 +129,21 @@ pub struct SapEntry {
     /// The receive task's minimum inter-arrival time.
     #[serde(default = "defaults::min_interarrival")]
     pub min_interarrival: Nanos,
-    /// Datagrams one receive job handles at most.
+    /// Datagrams the receive jobs of one `min_interarrival` window handle at most.
     #[serde(default = "defaults::batch")]
     pub batch: u32,
+    /// Receive jobs one `min_interarrival` window may hold (1..=64, at most `batch`;
+    /// default 1). See [`SapEntry::burst`].
+    #[serde(default, rename = "burst")]
+    pub burst_jobs: Option<u32>,
+}
+
+impl SapEntry {
+    /// The burst in force: `burst` as given, or 1.
+    pub fn burst(&self) -> u32 {
+        self.burst_jobs
+            .unwrap_or_else(|| defaults::burst(self.batch))
+    }
 }
 
 /// The command task's rate (`[overlay.commands]`).
@@ -134,9 +153,13 @@ pub struct CommandRate {
     /// Minimum inter-arrival time of command jobs.
     #[serde(default = "defaults::min_interarrival")]
     pub min_interarrival: Nanos,
-    /// Commands one job carries out at most.
+    /// Commands the jobs of one `min_interarrival` window carry out at most.
     #[serde(default = "defaults::batch")]
     pub batch: u32,
+    /// Command jobs one `min_interarrival` window may hold (1..=64, at most `batch`;
+    /// default 1). See [`CommandRate::burst`].
+    #[serde(default, rename = "burst")]
+    pub burst_jobs: Option<u32>,
     /// Commands queued at most (sends beyond it are refused with an error).
     #[serde(default = "defaults::command_queue")]
     pub queue: u32,
@@ -147,8 +170,17 @@ impl Default for CommandRate {
         CommandRate {
             min_interarrival: defaults::min_interarrival(),
             batch: defaults::batch(),
+            burst_jobs: None,
             queue: defaults::command_queue(),
         }
+    }
+}
+
+impl CommandRate {
+    /// The burst in force: `burst` as given, or 1.
+    pub fn burst(&self) -> u32 {
+        self.burst_jobs
+            .unwrap_or_else(|| defaults::burst(self.batch))
     }
 }
 
@@ -174,6 +206,9 @@ mod defaults {
     }
     pub fn batch() -> u32 {
         16
+    }
+    pub fn burst(_batch: u32) -> u32 {
+        1
     }
     pub fn command_queue() -> u32 {
         1024
@@ -265,6 +300,7 @@ impl OverlayConfig {
             "commands",
             self.commands.min_interarrival,
             self.commands.batch,
+            self.commands.burst(),
         )?;
         if !(1..=65536).contains(&self.commands.queue) {
             return Err(self.bad("commands.queue", "must be in 1..=65536"));
@@ -349,7 +385,13 @@ impl OverlayConfig {
                     format!("is {}: must be in 1..=1048576", s.queue_depth),
                 ));
             }
-            check_rate(self, &format!("sap[{i}]"), s.min_interarrival, s.batch)?;
+            check_rate(
+                self,
+                &format!("sap[{i}]"),
+                s.min_interarrival,
+                s.batch,
+                s.burst(),
+            )?;
         }
         if self.multicast.port() >= base
             && base != 0
@@ -483,7 +525,13 @@ impl OverlayConfig {
     }
 }
 
-fn check_rate(cfg: &OverlayConfig, at: &str, min_ia: Nanos, batch: u32) -> Result<(), Error> {
+fn check_rate(
+    cfg: &OverlayConfig,
+    at: &str,
+    min_ia: Nanos,
+    batch: u32,
+    burst: u32,
+) -> Result<(), Error> {
     if min_ia < Nanos::us(10) || min_ia > Nanos::secs(1) {
         return Err(cfg.bad(
             format!("{at}.min_interarrival"),
@@ -496,7 +544,13 @@ fn check_rate(cfg: &OverlayConfig, at: &str, min_ia: Nanos, batch: u32) -> Resul
             format!("is {batch}: must be in 1..=1024"),
         ));
     }
-    let budget = batch as u64 * crate::proto::tasks::PER_DATAGRAM_NS;
+    if !(1..=64).contains(&burst) || burst > batch {
+        return Err(cfg.bad(
+            format!("{at}.burst"),
+            format!("is {burst}: must be in 1..=64 and at most the batch ({batch})"),
+        ));
+    }
+    let budget = u64::from(burst) * per_job(batch, burst) * crate::proto::tasks::PER_DATAGRAM_NS;
     if budget > min_ia.get() {
         return Err(cfg.bad(
             format!("{at}.batch"),
@@ -507,6 +561,12 @@ fn check_rate(cfg: &OverlayConfig, at: &str, min_ia: Nanos, batch: u32) -> Resul
         ));
     }
     Ok(())
+}
+
+/// What one job of a task with `batch` items per window shared by `burst` jobs takes at
+/// most: ⌈batch / burst⌉.
+pub(crate) fn per_job(batch: u32, burst: u32) -> u64 {
+    u64::from(batch).div_ceil(u64::from(burst.max(1)))
 }
 
 #[cfg(test)]
@@ -578,6 +638,16 @@ reliability = "reliable"
         ))
         .unwrap_err();
         assert!(e.contains("key `sap[1].batch`"), "{e}");
+        for burst in ["burst = 0", "burst = 65", "batch = 2\nburst = 3"] {
+            let e = parse(&BASE.replace(
+                "reliability = \"reliable\"",
+                &format!("reliability = \"reliable\"\n{burst}"),
+            ))
+            .unwrap_err();
+            assert!(e.contains("key `sap[1].burst`"), "{burst}: {e}");
+        }
+        let e = parse(&format!("{BASE}[commands]\nburst = 0\n")).unwrap_err();
+        assert!(e.contains("key `commands.burst`"), "{e}");
     }
 
     #[test]

@@ -7,10 +7,10 @@
 //! |---|---|---|
 //! | `heartbeat`, `failure-detector` | periodic (the protocol's periods) | runs the protocol's timers that are due (`handle_timeout`) |
 //! | `lease-refresh`, `root-beacon` | sporadic, released by the heartbeat's job once their (long) period has passed | the same |
-//! | `control-message` | sporadic, from the control SAP's and the group SAP's wake hooks | handles received control datagrams (and class-0 data) |
+//! | `control-message` | sporadic with class 0's burst, from the control SAP's and the group SAP's wake hooks | handles received control datagrams (and class-0 data) |
 //! | `retransmit` | sporadic, from the driver's clock at the protocol's next deadline | retransmissions, probe, join and lookup deadlines |
-//! | `rx/cN` | sporadic, from class N's SAP wake hook | handles class N's datagrams |
-//! | `commands` | sporadic, from the application's command queue | send, publish, unpublish, lookup, leave |
+//! | `rx/cN` | sporadic with the SAP's burst, from class N's SAP wake hook | handles class N's datagrams |
+//! | `commands` | sporadic with its burst, from the application's command queue | send, publish, unpublish, lookup, leave |
 //!
 //! **Sharing the node.** All of them touch the one protocol node, one job at a time (see
 //! [`baton`](super::baton)): a job that finds the node held leaves its work to the holder,
@@ -21,7 +21,7 @@
 use rtpm_rt::exec::{TaskKind, TaskSpec};
 use rtpm_rt::time::Nanos;
 
-use super::config::OverlayConfig;
+use super::config::{OverlayConfig, per_job};
 use crate::proto::tasks::{PER_DATAGRAM_NS, Release};
 use crate::proto::{self, Config};
 
@@ -94,20 +94,22 @@ pub(crate) fn plan(cfg: &OverlayConfig, proto: &Config, classes: &[u8]) -> Vec<P
                 // the control SAP carries class 0's data too: one job per the SAP's
                 // min_interarrival takes its batch plus the control datagrams the
                 // protocol's bound lets arrive meanwhile
-                let (min_ia, data) = cfg
+                let (min_ia, data, burst) = cfg
                     .saps
                     .iter()
                     .find(|s| s.class == 0)
-                    .map_or((t.period(), 0), |s| {
-                        (s.min_interarrival.get(), s.batch as u64)
+                    .map_or((t.period(), 0, 1), |s| {
+                        (s.min_interarrival.get(), s.batch as u64, s.burst())
                     });
                 let control = min_ia.div_ceil(t.period().max(1));
-                let batch = (data + control).max(1);
+                let batch = per_job(((data + control).max(1)) as u32, burst);
                 let wcet = (batch * PER_DATAGRAM_NS).max(t.wcet);
+                let burst = burst.min((min_ia / wcet.max(1)).max(1) as u32);
                 (
                     Work::Rx(0),
                     batch as usize,
-                    TaskSpec::sporadic(t.name, Nanos(min_ia), Nanos(wcet.min(min_ia))),
+                    TaskSpec::sporadic(t.name, Nanos(min_ia), Nanos(wcet.min(min_ia)))
+                        .with_burst(burst),
                 )
             }
             "retransmit" => (Work::Timers, 1, spec_of(&t)),
@@ -136,24 +138,31 @@ pub(crate) fn plan(cfg: &OverlayConfig, proto: &Config, classes: &[u8]) -> Vec<P
     }
     for (i, class) in classes.iter().enumerate().skip(1) {
         if let Some(s) = cfg.saps.iter().find(|s| s.class == *class) {
-            let wcet = s.batch as u64 * PER_DATAGRAM_NS;
+            let batch = per_job(s.batch, s.burst());
             out.push(Planned {
-                spec: TaskSpec::sporadic(format!("rx/c{class}"), s.min_interarrival, Nanos(wcet)),
+                spec: TaskSpec::sporadic(
+                    format!("rx/c{class}"),
+                    s.min_interarrival,
+                    Nanos(batch * PER_DATAGRAM_NS),
+                )
+                .with_burst(s.burst()),
                 work: Work::Rx(i),
-                batch: s.batch as usize,
+                batch: batch as usize,
                 released_by_heartbeat: None,
             });
         }
     }
     let c = cfg.commands;
+    let batch = per_job(c.batch, c.burst());
     out.push(Planned {
         spec: TaskSpec::sporadic(
             "commands",
             c.min_interarrival,
-            Nanos(c.batch as u64 * PER_DATAGRAM_NS),
-        ),
+            Nanos(batch * PER_DATAGRAM_NS),
+        )
+        .with_burst(c.burst()),
         work: Work::Commands,
-        batch: c.batch as usize,
+        batch: batch as usize,
         released_by_heartbeat: None,
     });
     // unique in a host running several overlays
@@ -195,6 +204,7 @@ class = 0
 address = "127.0.0.1:7001"
 class = 1
 batch = 4
+burst = 2
 min_interarrival = "200us"
 "#,
         )
@@ -224,7 +234,13 @@ min_interarrival = "200us"
         }
         let rx = tasks.iter().find(|t| t.spec.name == "t/rx/c1").unwrap();
         assert_eq!(rx.spec.period, Nanos::us(200));
-        assert_eq!(rx.spec.wcet, Nanos(4 * PER_DATAGRAM_NS));
-        assert_eq!(rx.batch, 4);
+        // the window's 4 datagrams shared by a burst of 2 jobs: two each
+        assert_eq!(rx.spec.wcet, Nanos(2 * PER_DATAGRAM_NS));
+        assert_eq!(rx.spec.burst, 2);
+        assert_eq!(rx.spec.window_wcet(), Nanos(4 * PER_DATAGRAM_NS));
+        assert_eq!(rx.batch, 2);
+        // the default: 16 commands per window in one job
+        let c = tasks.iter().find(|t| t.spec.name == "t/commands").unwrap();
+        assert_eq!((c.batch, c.spec.burst), (16, 1));
     }
 }
