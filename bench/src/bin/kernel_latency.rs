@@ -59,6 +59,8 @@ struct Args {
     events: u64,
     pace: Duration,
     burst: u32,
+    /// Remote calls paced one per this (after the closed-loop run), if set.
+    rpc_pace: Option<Duration>,
 }
 
 fn args() -> Args {
@@ -68,6 +70,7 @@ fn args() -> Args {
         events: 2_000,
         pace: Duration::from_millis(2),
         burst: 1,
+        rpc_pace: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -83,6 +86,7 @@ fn args() -> Args {
             "--events" => a.events = n(),
             "--pace-us" => a.pace = Duration::from_micros(n()),
             "--burst" => a.burst = n().clamp(1, 64) as u32,
+            "--rpc-pace-us" => a.rpc_pace = Some(Duration::from_micros(n())),
             "-h" | "--help" => {
                 println!(
                     "kernel_latency [--local N] [--remote N] [--events N] [--pace-us US] [--burst B]\n\
@@ -90,7 +94,9 @@ fn args() -> Args {
                      reactor baselines measured in the same run (needs SCHED_FIFO, 2 CPUs).\n\
                      --burst B: the overlay's receive and command tasks and the server's\n\
                      request task take up to B jobs per window of B x their minimum\n\
-                     inter-arrival time (the same average rate as B = 1, in bursts)."
+                     inter-arrival time (the same average rate as B = 1, in bursts).\n\
+                     --rpc-pace-us US: also time remote calls made one per US (a periodic\n\
+                     client), beside raw round trips at the same pace."
                 );
                 std::process::exit(0);
             }
@@ -227,6 +233,47 @@ fn raw_pingpong(count: u64) -> Histogram<u64> {
     h
 }
 
+/// Raw rtpm-net UDP round trips on loopback, one every `pace`: a thread sends, the
+/// server's inline handler echoes, the client's inline handler records the round trip.
+fn raw_paced_rtt(count: u64, pace: Duration) -> Histogram<u64> {
+    let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = Sap::builder(SapConfig::new("kl-psrv", Transport::Udp { bind: lo }))
+        .inline(|m, out| {
+            let _ = out.reply(&m.source, m.bytes);
+        })
+        .bind()
+        .unwrap();
+    let to = server.local_addr().unwrap();
+    let samples: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
+    let done = Arc::new(AtomicUsize::new(0));
+    let (s2, d2) = (samples.clone(), done.clone());
+    let client = Sap::builder(SapConfig::new("kl-pcli", Transport::Udp { bind: lo }))
+        .inline(move |m, _out| {
+            let t = now_ns();
+            let t0 = u64::from_le_bytes(m.bytes[..8].try_into().unwrap_or([0; 8]));
+            let i = d2.fetch_add(1, Ordering::Relaxed);
+            if let Some(s) = s2.get(i) {
+                s.store(t - t0, Ordering::Relaxed);
+            }
+        })
+        .bind()
+        .unwrap();
+    for _ in 0..count {
+        let mut b = [0u8; 64];
+        b[..8].copy_from_slice(&now_ns().to_le_bytes());
+        client.send_to(to, &b).unwrap();
+        std::thread::sleep(pace);
+    }
+    wait("raw paced round trips", || {
+        done.load(Ordering::Relaxed) as u64 >= count
+    });
+    let mut h = hist();
+    for s in samples.iter() {
+        h.record(s.load(Ordering::Relaxed).max(10)).unwrap();
+    }
+    h
+}
+
 /// Raw rtpm-net UDP one-way on loopback: a thread sends every `pace`, the receiving
 /// reactor's inline handler records the latency.
 fn raw_one_way(count: u64, pace: Duration) -> Histogram<u64> {
@@ -352,6 +399,23 @@ fn main() {
     eprintln!("remote: {} calls, {failed} failed", a.remote + warm);
     let h_raw_pp = raw_pingpong(a.remote.max(1000));
     eprintln!("raw ping-pong done");
+    let paced = a.rpc_pace.map(|pace| {
+        let mut h = hist();
+        for i in 0..a.remote {
+            let t = now_ns();
+            match remote.two_way::<_, u64>(1, &i, opts) {
+                Ok(back) => {
+                    assert_eq!(back, i);
+                    h.record((now_ns() - t).max(10)).unwrap();
+                }
+                Err(e) => eprintln!("paced remote call {i}: {e}"),
+            }
+            std::thread::sleep(pace);
+        }
+        let raw = raw_paced_rtt(a.remote, pace);
+        eprintln!("paced remote calls and raw round trips done");
+        (pace, h, raw)
+    });
 
     // events: publisher in a, subscriber in b
     let qos = TopicQos {
@@ -402,6 +466,14 @@ fn main() {
     println!("{}", row("local two-way RPC (on the caller)", &h_local));
     println!("{}", row("remote two-way RPC over the overlay", &h_remote));
     println!("{}", row("raw reactor UDP ping-pong (baseline)", &h_raw_pp));
+    if let Some((pace, h, raw)) = &paced {
+        let us = pace.as_micros();
+        println!("{}", row(&format!("remote two-way RPC, one per {us} µs"), h));
+        println!(
+            "{}",
+            row(&format!("raw reactor UDP round trip, one per {us} µs (baseline)"), raw)
+        );
+    }
     println!("{}", row("remote event publish → subscriber", &h_events));
     println!("{}", row("raw reactor UDP one-way (baseline)", &h_raw_ow));
     println!();
@@ -422,4 +494,12 @@ fn main() {
         "| event delivery p99 ÷ raw one-way p99 | {re:.2} | ≤ 1.3 {} |",
         if re <= 1.3 { "✓" } else { "✗" }
     );
+    if let Some((pace, h, raw)) = &paced {
+        let rp = r(h, raw, 0.5);
+        println!(
+            "| remote two-way p50 ÷ raw round trip p50, one per {} µs | {rp:.2} | ≤ 1.3 {} |",
+            pace.as_micros(),
+            if rp <= 1.3 { "✓" } else { "✗" }
+        );
+    }
 }
