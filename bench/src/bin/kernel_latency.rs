@@ -468,10 +468,16 @@ fn main() {
     println!("{}", row("raw reactor UDP ping-pong (baseline)", &h_raw_pp));
     if let Some((pace, h, raw)) = &paced {
         let us = pace.as_micros();
-        println!("{}", row(&format!("remote two-way RPC, one per {us} µs"), h));
         println!(
             "{}",
-            row(&format!("raw reactor UDP round trip, one per {us} µs (baseline)"), raw)
+            row(&format!("remote two-way RPC, one per {us} µs"), h)
+        );
+        println!(
+            "{}",
+            row(
+                &format!("raw reactor UDP round trip, one per {us} µs (baseline)"),
+                raw
+            )
         );
     }
     println!("{}", row("remote event publish → subscriber", &h_events));
