@@ -752,9 +752,10 @@ impl CoreState {
                 &mut budget,
             ),
             (Policy::Fp(_), false) => {
+                // one lower-priority job blocks (a burst's jobs are separate)
                 let lp = self.loads[index + 1..]
                     .iter()
-                    .map(|l| l.cost)
+                    .map(|l| l.chunk)
                     .max()
                     .unwrap_or(0);
                 np::fp_response_time(task, &self.loads[..index], lp, task.deadline, &mut budget)
@@ -902,7 +903,7 @@ fn audsley_test(
     let found = if preemptive {
         fp::response_time(task, &hp, None, 0, limit, &mut budget)
     } else {
-        let lp = below.iter().map(|&i| loads[i].cost).max().unwrap_or(0);
+        let lp = below.iter().map(|&i| loads[i].chunk).max().unwrap_or(0);
         np::fp_response_time(task, &hp, lp, limit, &mut budget)
     };
     match found {

@@ -8,7 +8,10 @@
 //! jitter, a blocking time and an explicit priority. Every time is an integer number of
 //! nanoseconds; sums and products that can grow (busy periods, demand) are `u128`, so
 //! nothing overflows. A per-job overhead ([`AdmissionOptions::job_overhead`]: release,
-//! dispatch, context switch) is added to each job's cost before any test.
+//! dispatch, context switch) is added to each job's cost before any test. A sporadic
+//! task may declare a burst `b` (at most `b` jobs in any window of its period): each
+//! window is charged `b` jobs, due by the deadline of the first, and the cooperative
+//! model's test lets higher-priority jobs in between them.
 //!
 //! Each RT core ([`CoreSpec`]) runs EDF or fixed priority (RM, DM, Audsley or explicit),
 //! preemptively (the `threads` model) or not (the `cooperative` model), under a

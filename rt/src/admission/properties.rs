@@ -3,7 +3,8 @@
 //! hyperperiod is at most 2520 time units and a simulation stays short).
 //!
 //! - soundness, for every test and model: a set admitted to a core meets every deadline
-//!   in simulation, with offsets, release jitter and sporadic arrivals drawn at random;
+//!   in simulation, with offsets, release jitter, sporadic arrivals and sporadic bursts
+//!   (2 or 3 jobs arriving together) drawn at random;
 //! - exactness, for preemptive fixed priority (RTA) and preemptive EDF (QPA) under
 //!   synchronous periodic release without jitter or blocking: a refused set misses a
 //!   deadline in simulation, and for fixed priority every analysed worst-case response
@@ -99,6 +100,8 @@ struct Shape {
     blocking: bool,
     offsets: bool,
     sporadic: bool,
+    /// Some sporadic tasks take a burst of 2 or 3 jobs per window.
+    bursts: bool,
 }
 
 const PLAIN: Shape = Shape {
@@ -107,6 +110,7 @@ const PLAIN: Shape = Shape {
     blocking: false,
     offsets: false,
     sporadic: false,
+    bursts: false,
 };
 
 const EVERYTHING: Shape = Shape {
@@ -115,6 +119,7 @@ const EVERYTHING: Shape = Shape {
     blocking: true,
     offsets: true,
     sporadic: true,
+    bursts: true,
 };
 
 /// Spreads `u_pct` percent of utilisation over the tasks by weight; one time unit is
@@ -146,6 +151,12 @@ fn build(raw: &[Raw], u_pct: u64, shape: Shape) -> Vec<TaskSpec> {
             }
             if shape.sporadic && r.sporadic {
                 spec.kind = TaskKind::Sporadic;
+                // the window's cost split over a burst of 2 or 3 jobs
+                let burst = 1 + r.weight % 3;
+                if shape.bursts && burst > 1 && c >= burst {
+                    spec.wcet = Nanos(c / burst);
+                    spec.burst = burst as u32;
+                }
             }
             spec
         })
@@ -160,6 +171,7 @@ fn sim_task(spec: &TaskSpec, overhead: Nanos, rank: u32) -> SimTask {
         offset: spec.offset.get(),
         jitter: spec.jitter.get(),
         sporadic: spec.kind == TaskKind::Sporadic,
+        burst: spec.burst,
         rank,
     }
 }
@@ -420,4 +432,30 @@ fn generated_sets_cover_both_verdicts() {
         );
     }
     assert!(edf_constrained > samples / 2);
+    // The soundness property sees bursts, and admits sets that hold them, under the
+    // cooperative model too.
+    let (mut with_burst, mut np_admitted_burst) = (0, 0);
+    for _ in 0..samples {
+        let (raw, u) = raw_set().new_tree(&mut runner).unwrap().current();
+        let specs = build(&raw, u, EVERYTHING);
+        if specs.iter().any(|s| s.burst > 1) {
+            with_burst += 1;
+            let mut a = Admission::new(
+                vec![CoreSpec::fp(PriorityAssignment::Dm).non_preemptive()],
+                AdmissionOptions::exact(),
+            );
+            let report = a.admit_all(specs.clone());
+            let admitted = report.cores.iter().flat_map(|c| &c.tasks);
+            np_admitted_burst += usize::from(
+                admitted
+                    .into_iter()
+                    .any(|t| specs.iter().any(|s| s.name == t.name && s.burst > 1)),
+            );
+        }
+    }
+    eprintln!(
+        "of {samples}: {with_burst} hold a burst, {np_admitted_burst} admitted one non-preemptively"
+    );
+    assert!(with_burst > samples / 4, "{with_burst}");
+    assert!(np_admitted_burst > samples / 20, "{np_admitted_burst}");
 }

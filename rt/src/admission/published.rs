@@ -75,6 +75,7 @@ fn edf_refuses_by_processor_demand_though_utilization_fits() {
             offset: 0,
             jitter: 0,
             sporadic: false,
+            burst: 1,
             rank: 0,
         })
         .collect();
@@ -215,6 +216,7 @@ fn fp_admission_matches_the_simulator_on_the_textbook_set() {
             offset: 0,
             jitter: 0,
             sporadic: false,
+            burst: 1,
             rank: i as u32,
         })
         .collect();

@@ -6,7 +6,8 @@
 //! late: a late job keeps running and delays the rest, as on a real core.
 //!
 //! Arrivals are periodic from each task's offset, or for sporadic tasks at least a
-//! period apart (the extra gaps drawn from a seeded generator). Each job is released
+//! period apart (the extra gaps drawn from a seeded generator); a task with a burst has
+//! that many jobs arrive at each arrival. Each job is released
 //! after its arrival by a jitter drawn in `[0, J]` (also seeded; zero, `J` and values in
 //! between are all drawn). With zero offsets, zero jitter and periodic tasks this is
 //! synchronous periodic release, whose schedule over one hyperperiod holds every
@@ -32,6 +33,9 @@ pub struct SimTask {
     pub jitter: u64,
     /// Sporadic (random gaps ≥ period) rather than periodic.
     pub sporadic: bool,
+    /// Jobs per arrival (≥ 1): a sporadic task's whole burst arrives at once, the worst
+    /// case of "at most `burst` in any window of `period`".
+    pub burst: u32,
     /// Fixed priority rank, smaller is higher (ignored under EDF).
     pub rank: u32,
 }
@@ -150,13 +154,15 @@ pub fn simulate(tasks: &[SimTask], config: &SimConfig) -> SimOutcome {
     for (task, t) in tasks.iter().enumerate() {
         let mut arrival = t.offset;
         while arrival < config.horizon {
-            jobs.push(Job {
-                task,
-                arrival,
-                release: arrival + rng.up_to(t.jitter),
-                deadline: arrival + t.deadline,
-                remaining: t.cost,
-            });
+            for _ in 0..t.burst.max(1) {
+                jobs.push(Job {
+                    task,
+                    arrival,
+                    release: arrival + rng.up_to(t.jitter),
+                    deadline: arrival + t.deadline,
+                    remaining: t.cost,
+                });
+            }
             let gap = if t.sporadic {
                 t.period + rng.up_to(t.period / 2)
             } else {
@@ -244,6 +250,7 @@ mod tests {
             offset: 0,
             jitter: 0,
             sporadic: false,
+            burst: 1,
             rank,
         }
     }
