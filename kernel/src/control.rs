@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `{"cmd":"status"}` | `node` (name, id, pid), `warnings`, `networks` (role, cell, members, parent, SAPs, message counters with drops by reason, task names), `tasks` (every admitted task's accounting: releases, deadline misses, latency percentiles) |
 //! | `{"cmd":"lookup","network":N,"key":UUID}` or `…,"node":UUID,"class":C}` | `found` (node id or null); the second form looks up a node's SAP |
-//! | `{"cmd":"ping","network":N,"to":UUID,"class":C,"count":K,"size":B}` | a ping-pong run on the probe port: `rtt_ns`, `one_way_ns` percentiles |
+//! | `{"cmd":"ping","network":N,"to":UUID,"class":C,"count":K,"size":B,"interval_us":I}` | a ping-pong run on the probe port (one ping every I µs if given): `rtt_ns`, `one_way_ns` percentiles |
 //! | `{"cmd":"flood","network":N,"to":UUID,"class":C,"count":K,"size":B,"run":R}` | sends K sequence-numbered messages; `elapsed_ns` |
 //! | `{"cmd":"streams","network":N}` | what arrived on the probe port, per (sender, class, run) |
 //!
@@ -68,6 +68,10 @@ enum Request {
         size: usize,
         #[serde(default)]
         timeout_ms: Option<u64>,
+        /// One ping every this many µs, sent by the control thread (0 or absent: the
+        /// next ping leaves as the pong arrives).
+        #[serde(default)]
+        interval_us: Option<u64>,
     },
     Flood {
         #[serde(default)]
@@ -260,6 +264,7 @@ fn answer(k: &Kernel, warnings: &[String], line: &str) -> Value {
             count,
             size,
             timeout_ms,
+            interval_us,
         } => {
             let net = match network(k, n.as_deref()) {
                 Ok(n) => n,
@@ -269,7 +274,16 @@ fn answer(k: &Kernel, warnings: &[String], line: &str) -> Value {
                 return failure("this network has no probe port");
             };
             let timeout = Nanos::ms(timeout_ms.unwrap_or(10_000));
-            match p.ping(to, QosClass(class), count, size, Nanos::ms(100), timeout) {
+            let interval = Nanos::us(interval_us.unwrap_or(0));
+            match p.ping_every(
+                to,
+                QosClass(class),
+                count,
+                size,
+                interval,
+                Nanos::ms(100),
+                timeout,
+            ) {
                 Ok(r) => json!({"ok": true, "ping": r}),
                 Err(e) => failure(e),
             }

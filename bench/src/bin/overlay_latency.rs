@@ -76,6 +76,11 @@ struct Cli {
     /// inter-arrival time after the last job runs at once unless this many already ran.
     #[arg(long, default_value_t = 4)]
     burst: usize,
+    /// Pace the latency figure: one ping every INTERVAL, sent by a thread (the overlay's
+    /// through the node's command queue, the raw baseline's through its SAP), instead of
+    /// the next ping leaving as the last answer arrives. A periodic client's view.
+    #[arg(long)]
+    interval: Option<Nanos>,
     /// Messages per throughput figure.
     #[arg(long, default_value_t = 20_000)]
     flood: u64,
@@ -252,6 +257,71 @@ fn raw_pingpong(count: u64, size: usize, mode: Wait) -> (Histogram<u64>, Histogr
         let v = s.load(Ordering::Relaxed);
         if v > 0 {
             let _ = o.record(v.clamp(100, 10_000_000_000));
+        }
+    }
+    drop(client);
+    drop(server);
+    (h, o)
+}
+
+/// The raw reactor, paced: a thread sends one 64 B datagram every `every` through the
+/// client's SAP; the server's inline handler echoes it; the client's records the round
+/// trip (and the server's the one-way time).
+fn raw_paced(
+    count: u64,
+    size: usize,
+    mode: Wait,
+    every: Nanos,
+) -> (Histogram<u64>, Histogram<u64>) {
+    let (server_cpu, client_cpu) = cpus();
+    let total = count as usize;
+    let rtt: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let oneway: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (ow, sn) = (oneway.clone(), seen.clone());
+    let server = Sap::builder(sap_cfg("raw-psrv", server_cpu, mode))
+        .inline(move |m, out| {
+            let t = now_ns();
+            let t0 = u64::from_le_bytes(m.bytes[..8].try_into().unwrap_or([0; 8]));
+            let i = sn.fetch_add(1, Ordering::Relaxed);
+            if let Some(s) = ow.get(i) {
+                s.store(t.saturating_sub(t0), Ordering::Relaxed);
+            }
+            let _ = out.reply(&m.source, m.bytes);
+        })
+        .bind()
+        .unwrap();
+    let to = server.local_addr().unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let (r2, d2) = (rtt.clone(), done.clone());
+    let client = Sap::builder(sap_cfg("raw-pcli", client_cpu, mode))
+        .inline(move |m, _out| {
+            let t = now_ns();
+            let i = d2.fetch_add(1, Ordering::Relaxed);
+            let t0 = u64::from_le_bytes(m.bytes[..8].try_into().unwrap_or([0; 8]));
+            if let Some(s) = r2.get(i) {
+                s.store(t.saturating_sub(t0), Ordering::Relaxed);
+            }
+        })
+        .bind()
+        .unwrap();
+    let mut b = vec![0u8; size];
+    for _ in 0..count {
+        b[..8].copy_from_slice(&now_ns().to_le_bytes());
+        client.send_to(to, &b).unwrap();
+        std::thread::sleep(Duration::from_nanos(every.get()));
+    }
+    let deadline = StdInstant::now() + Duration::from_secs(10);
+    while done.load(Ordering::Relaxed) < total && StdInstant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (mut h, mut o) = (hist(), hist());
+    for (all, hist) in [(&rtt, &mut h), (&oneway, &mut o)] {
+        for s in all.iter() {
+            let v = s.load(Ordering::Relaxed);
+            if v > 0 {
+                let _ = hist.record(v.clamp(100, 10_000_000_000));
+            }
         }
     }
     drop(client);
@@ -559,14 +629,19 @@ fn latency(cli: &Cli) {
     let mut rows = Vec::new();
     for r in 0..cli.repeat {
         eprintln!("latency: repetition {}/{}", r + 1, cli.repeat);
-        let (h, o) = raw_pingpong(cli.count, 64, cli.mode);
+        let (h, o) = match cli.interval {
+            Some(every) => raw_paced(cli.count, 64, cli.mode, every),
+            None => raw_pingpong(cli.count, 64, cli.mode),
+        };
         raw_rtt.add(&h).unwrap();
         raw_ow.add(&o).unwrap();
         for class in [0u8, 1] {
             let (_, a, b) = &pairs[class as usize];
             let req = format!(
-                r#"{{"cmd":"ping","to":"{}","class":{class},"count":{},"size":64,"timeout_ms":120000}}"#,
-                b.id, cli.count
+                r#"{{"cmd":"ping","to":"{}","class":{class},"count":{},"size":64,"timeout_ms":120000,"interval_us":{}}}"#,
+                b.id,
+                cli.count,
+                cli.interval.map_or(0, |i| i.get() / 1000)
             );
             let v = ask(&a.socket(), &req).unwrap();
             let p = &v["ping"];

@@ -72,6 +72,9 @@ pub struct ProbeRun {
     one_way: AtomicHistogram,
     finished: AtomicBool,
     waiter: Thread,
+    /// 0: the next ping leaves from the pong's job; otherwise the waiting thread sends one
+    /// every `interval` ns (a periodic client, through the command queue).
+    interval: u64,
 }
 
 impl std::fmt::Debug for ProbeRun {
@@ -229,6 +232,23 @@ impl Probe {
         resend: Nanos,
         timeout: Nanos,
     ) -> Result<PingReport> {
+        self.ping_every(to, class, count, size, Nanos::ZERO, resend, timeout)
+    }
+
+    /// [`Probe::ping`], paced: with a non-zero `interval` the calling thread sends one
+    /// ping every `interval` (once the previous one is answered), as a periodic client
+    /// would, instead of the pong's job sending the next at once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ping_every(
+        &self,
+        to: NodeId,
+        class: QosClass,
+        count: u64,
+        size: usize,
+        interval: Nanos,
+        resend: Nanos,
+        timeout: Nanos,
+    ) -> Result<PingReport> {
         let driver = self
             .driver
             .upgrade()
@@ -249,6 +269,7 @@ impl Probe {
             one_way: AtomicHistogram::new(),
             finished: AtomicBool::new(false),
             waiter: std::thread::current(),
+            interval: interval.get(),
         });
         if self.busy.swap(true, Ordering::AcqRel) {
             return Err(Error::Invalid(
@@ -283,13 +304,25 @@ impl Probe {
                 class.0
             )));
         }
+        let mut next_at = start + run.interval;
         while !run.finished.load(Ordering::Acquire) {
             let t = now();
             if t >= until {
                 break;
             }
             let done = run.done.load(Ordering::Acquire);
-            if done != last_done {
+            if run.interval > 0 && done != last_done && t >= next_at {
+                // paced: the last ping was answered and its period is over
+                if self.ping_now(driver, &run, done) {
+                    sent_total += 1;
+                }
+                last_done = done;
+                last_progress = t;
+                next_at = t + run.interval;
+            } else if run.interval > 0 && done != last_done {
+                std::thread::park_timeout(Duration::from_nanos((next_at - t).min(1_000_000)));
+                continue;
+            } else if done != last_done {
                 last_done = done;
                 last_progress = t;
             } else if t - last_progress >= resend.get() {
@@ -403,6 +436,10 @@ impl Probe {
         if done >= run.count {
             run.finished.store(true, Ordering::Release);
             run.waiter.unpark();
+            return;
+        }
+        if run.interval > 0 {
+            // paced: the waiting thread sends the next one when its time comes
             return;
         }
         if let Some(d) = self.driver.upgrade()
