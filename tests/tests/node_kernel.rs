@@ -191,6 +191,18 @@ fn an_overlay_inserted_at_run_time_carries_port_messages_discovery_and_leaves() 
     assert_eq!(ping["ok"], true, "{ping}");
     assert_eq!(ping["ping"]["completed"], 50, "{ping}");
     assert!(ping["ping"]["rtt_ns"]["p50_ns"].as_u64().unwrap() > 0);
+    // paced: one ping every 5 ms, so 10 take at least 45 ms
+    let paced = ask(
+        &sock,
+        &format!(
+            r#"{{"cmd":"ping","to":"{idb}","class":1,"count":10,"size":64,"interval_us":5000}}"#
+        ),
+    );
+    assert_eq!(paced["ping"]["completed"], 10, "{paced}");
+    assert!(
+        paced["ping"]["elapsed_ns"].as_u64().unwrap() >= 45_000_000,
+        "{paced}"
+    );
     let bad = ask(&sock, r#"{"cmd":"fly"}"#);
     assert_eq!(bad["ok"], false);
 
