@@ -167,32 +167,49 @@ fn mixed_set_meets_every_deadline_in_both_models() {
     }
 }
 
+/// Runs `spec` (a sporadic task that records its jobs) in a model, activates it `n` times
+/// at once, waits `settle`, and returns its jobs in order and its statistics.
+fn sporadic_at_once(
+    tag: &str,
+    keys: &str,
+    spec: TaskSpec,
+    n: u32,
+    settle: Duration,
+) -> (Vec<Job>, TaskReport) {
+    let (_dir, cfg) = config(tag, keys);
+    let mut exec = Executor::start(cfg).unwrap();
+    let jobs: Arc<Mutex<Vec<Job>>> = Arc::new(Mutex::new(Vec::with_capacity(16)));
+    let seen = Arc::clone(&jobs);
+    let (id, act) = exec
+        .spawn_sporadic(spec, TaskOptions::default(), move |j: &Job, _: u32| {
+            seen.lock().unwrap().push(*j)
+        })
+        .unwrap();
+    for i in 0..n {
+        act.activate(i).unwrap();
+    }
+    std::thread::sleep(settle);
+    let r = exec.stats(id).unwrap();
+    exec.stop().unwrap();
+    let jobs = jobs.lock().unwrap().clone();
+    (jobs, r)
+}
+
 #[test]
 fn early_sporadic_arrivals_are_deferred_not_run_early() {
     let _g = exclusive();
     skip_unless!(fifo_allowed());
     skip_unless!(two_cpus());
     for (tag, keys) in MODELS {
-        let (_dir, cfg) = config(&format!("defer-{tag}"), keys);
-        let mut exec = Executor::start(cfg).unwrap();
-        let jobs: Arc<Mutex<Vec<Job>>> = Arc::new(Mutex::new(Vec::with_capacity(16)));
-        let seen = Arc::clone(&jobs);
         let t = Nanos::ms(20);
-        let (id, act) = exec
-            .spawn_sporadic(
-                TaskSpec::sporadic("burst", t, Nanos::ms(1)),
-                TaskOptions::default(),
-                move |j: &Job, _: u32| seen.lock().unwrap().push(*j),
-            )
-            .unwrap();
         // Four activations at once: the last three arrive early.
-        for i in 0..4 {
-            act.activate(i).unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(150));
-        let r = exec.stats(id).unwrap();
-        exec.stop().unwrap();
-        let jobs = jobs.lock().unwrap();
+        let (jobs, r) = sporadic_at_once(
+            &format!("defer-{tag}"),
+            keys,
+            TaskSpec::sporadic("burst", t, Nanos::ms(1)),
+            4,
+            Duration::from_millis(150),
+        );
         assert_eq!(jobs.len(), 4, "{tag}: {jobs:?}");
         assert_eq!(r.deferred, 3, "{tag}: {r:?}");
         for w in jobs.windows(2) {
@@ -211,27 +228,16 @@ fn a_sporadic_burst_runs_at_once_and_the_next_waits_for_its_window() {
     skip_unless!(fifo_allowed());
     skip_unless!(two_cpus());
     for (tag, keys) in MODELS {
-        let (_dir, cfg) = config(&format!("burst-{tag}"), keys);
-        let mut exec = Executor::start(cfg).unwrap();
-        let jobs: Arc<Mutex<Vec<Job>>> = Arc::new(Mutex::new(Vec::with_capacity(16)));
-        let seen = Arc::clone(&jobs);
         let t = Nanos::ms(20);
-        let (id, act) = exec
-            .spawn_sporadic(
-                TaskSpec::sporadic("burst3", t, Nanos::ms(1)).with_burst(3),
-                TaskOptions::default(),
-                move |j: &Job, _: u32| seen.lock().unwrap().push(*j),
-            )
-            .unwrap();
         // Seven activations at once: three fit the burst; the others wait, each one
         // period after the release three jobs before it.
-        for i in 0..7 {
-            act.activate(i).unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(120));
-        let r = exec.stats(id).unwrap();
-        exec.stop().unwrap();
-        let jobs = jobs.lock().unwrap();
+        let (jobs, r) = sporadic_at_once(
+            &format!("burst-{tag}"),
+            keys,
+            TaskSpec::sporadic("burst3", t, Nanos::ms(1)).with_burst(3),
+            7,
+            Duration::from_millis(120),
+        );
         assert_eq!(jobs.len(), 7, "{tag}: {jobs:?}");
         assert_eq!(r.deferred, 4, "{tag}: {r:?}");
         for j in &jobs[..3] {

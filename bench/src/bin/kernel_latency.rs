@@ -233,21 +233,16 @@ fn raw_pingpong(count: u64) -> Histogram<u64> {
     h
 }
 
-/// Raw rtpm-net UDP round trips on loopback, one every `pace`: a thread sends, the
-/// server's inline handler echoes, the client's inline handler records the round trip.
-fn raw_paced_rtt(count: u64, pace: Duration) -> Histogram<u64> {
+/// Raw rtpm-net UDP on loopback, one 64 B datagram every `pace` from a thread: with
+/// `round_trip`, through the recording SAP to an echoing one and back (the recorder's
+/// inline handler records the round trip); otherwise from a plain SAP to the recorder
+/// (its inline handler records the one-way time).
+fn raw_paced(count: u64, pace: Duration, round_trip: bool) -> Histogram<u64> {
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = Sap::builder(SapConfig::new("kl-psrv", Transport::Udp { bind: lo }))
-        .inline(|m, out| {
-            let _ = out.reply(&m.source, m.bytes);
-        })
-        .bind()
-        .unwrap();
-    let to = server.local_addr().unwrap();
     let samples: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
     let done = Arc::new(AtomicUsize::new(0));
     let (s2, d2) = (samples.clone(), done.clone());
-    let client = Sap::builder(SapConfig::new("kl-pcli", Transport::Udp { bind: lo }))
+    let recorder = Sap::builder(SapConfig::new("kl-rec", Transport::Udp { bind: lo }))
         .inline(move |m, _out| {
             let t = now_ns();
             let t0 = u64::from_le_bytes(m.bytes[..8].try_into().unwrap_or([0; 8]));
@@ -258,52 +253,26 @@ fn raw_paced_rtt(count: u64, pace: Duration) -> Histogram<u64> {
         })
         .bind()
         .unwrap();
-    for _ in 0..count {
-        let mut b = [0u8; 64];
-        b[..8].copy_from_slice(&now_ns().to_le_bytes());
-        client.send_to(to, &b).unwrap();
-        std::thread::sleep(pace);
-    }
-    wait("raw paced round trips", || {
-        done.load(Ordering::Relaxed) as u64 >= count
-    });
-    let mut h = hist();
-    for s in samples.iter() {
-        h.record(s.load(Ordering::Relaxed).max(10)).unwrap();
-    }
-    h
-}
-
-/// Raw rtpm-net UDP one-way on loopback: a thread sends every `pace`, the receiving
-/// reactor's inline handler records the latency.
-fn raw_one_way(count: u64, pace: Duration) -> Histogram<u64> {
-    let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let samples: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
-    let done = Arc::new(AtomicUsize::new(0));
-    let (s2, d2) = (samples.clone(), done.clone());
-    let rx = Sap::builder(SapConfig::new("kl-rx", Transport::Udp { bind: lo }))
-        .inline(move |m, _out| {
-            let t = now_ns();
-            let t0 = u64::from_le_bytes(m.bytes[..8].try_into().unwrap_or([0; 8]));
-            let i = d2.fetch_add(1, Ordering::Relaxed);
-            if let Some(s) = s2.get(i) {
-                s.store(t - t0, Ordering::Relaxed);
+    let other = Sap::builder(SapConfig::new("kl-other", Transport::Udp { bind: lo }))
+        .inline(move |m, out| {
+            if round_trip {
+                let _ = out.reply(&m.source, m.bytes);
             }
         })
         .bind()
         .unwrap();
-    let to = rx.local_addr().unwrap();
-    let tx = Sap::builder(SapConfig::new("kl-tx", Transport::Udp { bind: lo }))
-        .inline(|_, _| {})
-        .bind()
-        .unwrap();
+    let (from, to) = if round_trip {
+        (&recorder, other.local_addr().unwrap())
+    } else {
+        (&other, recorder.local_addr().unwrap())
+    };
     for _ in 0..count {
         let mut b = [0u8; 64];
         b[..8].copy_from_slice(&now_ns().to_le_bytes());
-        tx.send_to(to, &b).unwrap();
+        from.send_to(to, &b).unwrap();
         std::thread::sleep(pace);
     }
-    wait("raw one-way", || {
+    wait("raw paced datagrams", || {
         done.load(Ordering::Relaxed) as u64 >= count
     });
     let mut h = hist();
@@ -412,7 +381,7 @@ fn main() {
             }
             std::thread::sleep(pace);
         }
-        let raw = raw_paced_rtt(a.remote, pace);
+        let raw = raw_paced(a.remote, pace, true);
         eprintln!("paced remote calls and raw round trips done");
         (pace, h, raw)
     });
@@ -451,7 +420,7 @@ fn main() {
     }
     let h_events = taker.join().unwrap();
     eprintln!("events: {} of {n} delivered", h_events.len());
-    let h_raw_ow = raw_one_way(n, pace);
+    let h_raw_ow = raw_paced(n, pace, false);
     drop(publ);
     drop(rb);
     drop(ra);

@@ -204,20 +204,7 @@ fn raw_pingpong(count: u64, size: usize, mode: Wait) -> (Histogram<u64>, Histogr
     let total = (count + warm) as usize;
     let rtt: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
     let oneway: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
-    let seen = Arc::new(AtomicUsize::new(0));
-    let (ow, sn) = (oneway.clone(), seen.clone());
-    let server = Sap::builder(sap_cfg("raw-srv", server_cpu, mode))
-        .inline(move |m, out| {
-            let t = now_ns();
-            let t0 = u64::from_le_bytes(m.bytes[..8].try_into().unwrap_or([0; 8]));
-            let i = sn.fetch_add(1, Ordering::Relaxed);
-            if let Some(s) = ow.get(i) {
-                s.store(t.saturating_sub(t0), Ordering::Relaxed);
-            }
-            let _ = out.reply(&m.source, m.bytes);
-        })
-        .bind()
-        .unwrap();
+    let server = echo_server("raw-srv", server_cpu, mode, oneway.clone());
     let to = server.local_addr().unwrap();
     let done = Arc::new(AtomicUsize::new(0));
     let (r2, d2) = (rtt.clone(), done.clone());
@@ -246,22 +233,42 @@ fn raw_pingpong(count: u64, size: usize, mode: Wait) -> (Histogram<u64>, Histogr
     while done.load(Ordering::Relaxed) < total && StdInstant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let (mut h, mut o) = (hist(), hist());
-    for s in &rtt[warm as usize..] {
+    drop(client);
+    drop(server);
+    (
+        hist_of(&rtt[warm as usize..]),
+        hist_of(&oneway[warm as usize..]),
+    )
+}
+
+/// The raw baseline's server: echoes each datagram from its inline handler and records
+/// the one-way time (the first word is the send time) into `oneway`, in arrival order.
+fn echo_server(name: &str, cpu: usize, mode: Wait, oneway: Arc<Vec<AtomicU64>>) -> Sap {
+    let seen = AtomicUsize::new(0);
+    Sap::builder(sap_cfg(name, cpu, mode))
+        .inline(move |m, out| {
+            let t = now_ns();
+            let t0 = u64::from_le_bytes(m.bytes[..8].try_into().unwrap_or([0; 8]));
+            let i = seen.fetch_add(1, Ordering::Relaxed);
+            if let Some(s) = oneway.get(i) {
+                s.store(t.saturating_sub(t0), Ordering::Relaxed);
+            }
+            let _ = out.reply(&m.source, m.bytes);
+        })
+        .bind()
+        .unwrap()
+}
+
+/// A histogram of the recorded samples (0: none arrived).
+fn hist_of(samples: &[AtomicU64]) -> Histogram<u64> {
+    let mut h = hist();
+    for s in samples {
         let v = s.load(Ordering::Relaxed);
         if v > 0 {
             let _ = h.record(v.clamp(100, 10_000_000_000));
         }
     }
-    for s in &oneway[warm as usize..] {
-        let v = s.load(Ordering::Relaxed);
-        if v > 0 {
-            let _ = o.record(v.clamp(100, 10_000_000_000));
-        }
-    }
-    drop(client);
-    drop(server);
-    (h, o)
+    h
 }
 
 /// The raw reactor, paced: a thread sends one 64 B datagram every `every` through the
@@ -277,20 +284,7 @@ fn raw_paced(
     let total = count as usize;
     let rtt: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
     let oneway: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
-    let seen = Arc::new(AtomicUsize::new(0));
-    let (ow, sn) = (oneway.clone(), seen.clone());
-    let server = Sap::builder(sap_cfg("raw-psrv", server_cpu, mode))
-        .inline(move |m, out| {
-            let t = now_ns();
-            let t0 = u64::from_le_bytes(m.bytes[..8].try_into().unwrap_or([0; 8]));
-            let i = sn.fetch_add(1, Ordering::Relaxed);
-            if let Some(s) = ow.get(i) {
-                s.store(t.saturating_sub(t0), Ordering::Relaxed);
-            }
-            let _ = out.reply(&m.source, m.bytes);
-        })
-        .bind()
-        .unwrap();
+    let server = echo_server("raw-psrv", server_cpu, mode, oneway.clone());
     let to = server.local_addr().unwrap();
     let done = Arc::new(AtomicUsize::new(0));
     let (r2, d2) = (rtt.clone(), done.clone());
@@ -315,18 +309,9 @@ fn raw_paced(
     while done.load(Ordering::Relaxed) < total && StdInstant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let (mut h, mut o) = (hist(), hist());
-    for (all, hist) in [(&rtt, &mut h), (&oneway, &mut o)] {
-        for s in all.iter() {
-            let v = s.load(Ordering::Relaxed);
-            if v > 0 {
-                let _ = hist.record(v.clamp(100, 10_000_000_000));
-            }
-        }
-    }
     drop(client);
     drop(server);
-    (h, o)
+    (hist_of(&rtt), hist_of(&oneway))
 }
 
 /// Datagrams per second the raw reactor receives from one sender (one `send_to` each).
