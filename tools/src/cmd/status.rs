@@ -256,21 +256,24 @@ fn print(socket: &Path, v: &Value) {
         return;
     }
     println!(
-        "tasks ({}): response µs p50/p99/p99.9/max, release latency µs p50/p99",
+        "tasks ({}): response µs p50/p99/p99.9/max, release latency µs p50/p99; deferred: \
+         sporadic arrivals held back by the minimum inter-arrival time (many: raise the \
+         rate or the burst)",
         tasks.len()
     );
     println!(
-        "  {:<34} {:>3} {:>9} {:>7} {:>8} {:>30} {:>14}",
-        "name", "cpu", "released", "misses", "overruns", "response", "release lat."
+        "  {:<34} {:>3} {:>9} {:>8} {:>7} {:>8} {:>30} {:>14}",
+        "name", "cpu", "released", "deferred", "misses", "overruns", "response", "release lat."
     );
     for t in &tasks {
         let r = &t["response_ns"];
         let l = &t["release_latency_ns"];
         println!(
-            "  {:<34} {:>3} {:>9} {:>7} {:>8} {:>30} {:>14}",
+            "  {:<34} {:>3} {:>9} {:>8} {:>7} {:>8} {:>30} {:>14}",
             t["name"].as_str().unwrap_or("?"),
             t["cpu"].to_string(),
             t["released"].to_string(),
+            t["deferred"].to_string(),
             t["deadline_misses"].to_string(),
             t["overruns"].to_string(),
             format!(
