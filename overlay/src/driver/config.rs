@@ -24,6 +24,15 @@
 //! address = "10.0.0.1:7001"           # class c listens on the control port + c
 //! class = 1
 //! reliability = "reliable"
+//! # min_interarrival = "1ms"          # the receive task's window (see Rates below)
+//! # batch = 16                        # datagrams per window
+//! # burst = 1                         # receive jobs per window, 1..=64, <= batch
+//!
+//! # [overlay.commands]                # the application's sends: the same three keys
+//! # min_interarrival = "1ms"
+//! # batch = 16
+//! # burst = 1
+//! # queue = 1024                      # commands queued at most
 //! ```
 //!
 //! **Addresses.** A peer is known to the others by one address, its control SAP (class
