@@ -241,9 +241,12 @@ pub(crate) struct Core {
     pub gso_max: AtomicU32,
     /// UDP GRO is on for the socket: receives carry room for its control message.
     pub gro: bool,
+    /// UDP: the peer the socket is connected to; datagrams to it leave without an
+    /// address (the socket's cached route, no lookup per send).
+    pub peer: Option<SocketAddr>,
 }
 
-/// Sizes of a core.
+/// Sizes (and fixed settings) of a core.
 pub(crate) struct CoreSizes {
     pub buffers: u32,
     pub buffer_size: u32,
@@ -254,6 +257,7 @@ pub(crate) struct CoreSizes {
     pub max_datagram: usize,
     pub gso_max: u32,
     pub gro: bool,
+    pub peer: Option<SocketAddr>,
 }
 
 impl Core {
@@ -310,6 +314,7 @@ impl Core {
             max_datagram: s.max_datagram,
             gso_max: AtomicU32::new(s.gso_max),
             gro: s.gro,
+            peer: s.peer,
         })
     }
 
@@ -323,6 +328,11 @@ impl Core {
         if limit < before {
             tracing::warn!(sap = %self.name, shard = self.shard, limit, "the kernel refused a UDP GSO send; its datagrams went out one by one, and GSO now applies only up to this size (0: off)");
         }
+    }
+
+    /// Whether a datagram to `to` goes out on the connected socket without an address.
+    pub(crate) fn to_peer(&self, to: &SocketAddr) -> bool {
+        self.peer.as_ref() == Some(to)
     }
 
     /// Makes a leader blocked in the kernel come back (no-op when none is).

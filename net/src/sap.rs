@@ -451,6 +451,7 @@ impl Sap {
             max_datagram: cfg.max_payload(),
             gso_max: 0,
             gro: false,
+            peer: cfg.peer,
         };
 
         let mut warnings = Vec::new();
@@ -465,6 +466,9 @@ impl Sap {
                     let addr = local.unwrap_or(*bind);
                     let (fd, w) = socket::udp(&addr, &opts, &what)?;
                     warnings.extend(w);
+                    if let Some(peer) = &cfg.peer {
+                        socket::connect_udp(fd.as_raw_fd(), peer, &what)?;
+                    }
                     udp_fds.push(fd.as_raw_fd());
                     Endpoint::Udp(fd)
                 }

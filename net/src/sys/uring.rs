@@ -870,11 +870,14 @@ impl Uring {
             self.send_single(st, bid, len, &to);
             return;
         }
-        let (name, nlen) = socket::to_sockaddr(&grp.to);
-        grp.name = name;
         grp.msg = empty_msghdr();
-        grp.msg.msg_name = (&mut grp.name as *mut libc::sockaddr_storage).cast();
-        grp.msg.msg_namelen = nlen;
+        // To the connected peer: no address (the socket's cached route).
+        if !self.core.to_peer(&grp.to) {
+            let (name, nlen) = socket::to_sockaddr(&grp.to);
+            grp.name = name;
+            grp.msg.msg_name = (&mut grp.name as *mut libc::sockaddr_storage).cast();
+            grp.msg.msg_namelen = nlen;
+        }
         grp.msg.msg_iov = grp.iov.as_mut_ptr();
         grp.msg.msg_iovlen = grp.n;
         grp.msg.msg_controllen = socket::gso_cmsg(&mut grp.ctrl, grp.seg as u16);
@@ -891,14 +894,20 @@ impl Uring {
     /// Submits one datagram (send slot `bid`, `len` bytes) to `to`.
     fn send_single(&self, st: &mut Leader, bid: u16, len: u32, to: &SocketAddr) {
         let core = &*self.core;
-        let m = &mut st.sends[bid as usize];
-        (m.name, m.nlen) = socket::to_sockaddr(to);
-        let e = opcode::Send::new(types::Fixed(0), core.sendbufs.addr(bid), len)
-            .dest_addr((&m.name as *const libc::sockaddr_storage).cast())
-            .dest_addr_len(m.nlen)
-            .flags(libc::MSG_DONTWAIT)
-            .build()
-            .user_data(ud(K_SEND, u32::from(bid)));
+        let send = opcode::Send::new(types::Fixed(0), core.sendbufs.addr(bid), len)
+            .flags(libc::MSG_DONTWAIT);
+        // To the connected peer: no address, so the kernel uses the socket's cached route
+        // instead of a lookup per datagram.
+        let e = if core.to_peer(to) {
+            send.build()
+        } else {
+            let m = &mut st.sends[bid as usize];
+            (m.name, m.nlen) = socket::to_sockaddr(to);
+            send.dest_addr((&m.name as *const libc::sockaddr_storage).cast())
+                .dest_addr_len(m.nlen)
+                .build()
+        }
+        .user_data(ud(K_SEND, u32::from(bid)));
         self.push(st, e);
         st.sq_sends += 1;
         st.inflight += 1;
