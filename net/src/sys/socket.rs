@@ -601,6 +601,35 @@ pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Sends one datagram at once (non-blocking): to the socket's connected peer when `to` is
+/// `None`, else to `to`. A full socket buffer refuses it (`EAGAIN`) rather than waiting.
+pub(crate) fn send_datagram(fd: RawFd, bytes: &[u8], to: Option<&SocketAddr>) -> io::Result<usize> {
+    let n = match to {
+        // SAFETY: `bytes` is live and readable for its whole length; send only reads it.
+        None => unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_DONTWAIT) },
+        Some(to) => {
+            let (st, len) = to_sockaddr(to);
+            // SAFETY: `bytes` is live and readable for its whole length, `st` is a live
+            // sockaddr of `len` bytes; sendto only reads them.
+            unsafe {
+                libc::sendto(
+                    fd,
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_DONTWAIT,
+                    (&st as *const libc::sockaddr_storage).cast(),
+                    len,
+                )
+            }
+        }
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Writes the `(pointer, length)` pieces in order (non-blocking); returns bytes written.
 ///
 /// The pieces are raw because they are send slots owned by the leader's transmit state
