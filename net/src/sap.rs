@@ -452,6 +452,8 @@ impl Sap {
             gso_max: 0,
             gro: false,
             peer: cfg.peer,
+            udp_fd: None,
+            single: per_reactor == 1,
         };
 
         let mut warnings = Vec::new();
@@ -503,6 +505,10 @@ impl Sap {
             {
                 local = Some(socket::local_addr(fd)?);
             }
+            sizes.udp_fd = match &endpoint {
+                Endpoint::Udp(fd) => Some(fd.as_raw_fd()),
+                _ => None,
+            };
             (sizes.gso_max, sizes.gro) = match &endpoint {
                 Endpoint::Udp(fd) => udp_offloads(cfg, fd.as_raw_fd(), &what, &mut warnings),
                 _ => (0, false),

@@ -1316,6 +1316,12 @@ impl Backend for Uring {
         }
     }
 
+    fn sends_idle(&self) -> bool {
+        self.leader
+            .try_claim()
+            .is_some_and(|st| st.open.is_none() && !st.gso_probe && st.deferred.is_none())
+    }
+
     fn rearm_stream(&self, conn: u32) {
         if self.core.push_intent(Intent::ArmStream { conn }).is_err() {
             tracing::error!(sap = %self.core.name, "intent queue full: connection {conn} not re-armed");
