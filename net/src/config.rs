@@ -74,6 +74,14 @@ pub struct SapConfig {
     /// [`SapConfig::GRO_MIN_BUFFER_SIZE`] (65664). For receivers of bulk traffic.
     #[serde(default)]
     pub udp_gro: bool,
+    /// UDP unicast: connect the socket to this one peer (`connect(2)`). Datagrams to it
+    /// then leave without a destination address — the kernel keeps the route cached on
+    /// the socket instead of looking it up for every send — and only its datagrams are
+    /// received. Sends to other addresses still work (with a lookup each). For a client
+    /// that talks to one server. Needs one socket: with `qos.threads` > 1 use
+    /// `layout = "shared"`.
+    #[serde(default)]
+    pub peer: Option<SocketAddr>,
 }
 
 /// What a SAP listens on.
@@ -335,6 +343,7 @@ impl SapConfig {
             ring_entries: defaults::ring_entries(),
             udp_gso: true,
             udp_gro: false,
+            peer: None,
         }
     }
 
@@ -473,6 +482,35 @@ impl SapConfig {
                 format!("is {group}: not a multicast address (224.0.0.0/4)"),
             ));
         }
+        if let Some(peer) = self.peer {
+            let Transport::Udp { bind } = &self.transport else {
+                return Err(bad(
+                    "peer",
+                    "is set on a TCP or multicast SAP: only a UDP unicast socket connects to one peer (TCP: use `Sap::connect`)".into(),
+                ));
+            };
+            if peer.is_ipv4() != bind.is_ipv4() {
+                return Err(bad(
+                    "peer",
+                    format!("is {peer}, but the SAP binds {bind}: use the same address family"),
+                ));
+            }
+            if peer.port() == 0 || peer.ip().is_unspecified() {
+                return Err(bad(
+                    "peer",
+                    format!("is {peer}: give the peer's address and port"),
+                ));
+            }
+            if q.threads > 1 && self.layout == Layout::Sharded {
+                return Err(bad(
+                    "peer",
+                    format!(
+                        "is set with qos.threads = {} and layout = \"sharded\": connected SO_REUSEPORT sockets would all take the peer's datagrams in one of them; use layout = \"shared\" (or one thread)",
+                        q.threads
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -609,5 +647,33 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("unit"), "{e}");
+    }
+    #[test]
+    fn a_peer_is_checked_against_the_transport_and_layout() {
+        let udp = "name = \"a\"\n[transport]\nkind = \"udp\"\nbind = \"127.0.0.1:0\"\n";
+        let ok = parse(&format!("peer = \"127.0.0.1:9000\"\n{udp}[qos]\n")).unwrap();
+        assert_eq!(ok.peer, Some("127.0.0.1:9000".parse().unwrap()));
+        let shared = parse(&format!(
+            "peer = \"127.0.0.1:9000\"\nlayout = \"shared\"\n{udp}[qos]\nthreads = 2\n"
+        ))
+        .unwrap();
+        assert_eq!(shared.qos.threads, 2);
+        for (text, says) in [
+            (
+                format!("peer = \"127.0.0.1:9000\"\n{udp}[qos]\nthreads = 2\n"),
+                "layout",
+            ),
+            (format!("peer = \"[::1]:9000\"\n{udp}[qos]\n"), "family"),
+            (format!("peer = \"127.0.0.1:0\"\n{udp}[qos]\n"), "port"),
+            (
+                "peer = \"127.0.0.1:9000\"\nname = \"a\"\n[transport]\nkind = \"tcp\"\n[qos]\n"
+                    .to_string(),
+                "TCP",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.to_string().contains("peer"), "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
     }
 }

@@ -70,16 +70,50 @@ pub struct Message<'a> {
 /// Sends from inside an inline handler (through the SAP's reactors, batched).
 pub struct Outbox<'a> {
     pub(crate) shared: &'a Shared,
+    /// The reactor running the handler.
+    pub(crate) core: &'a Core,
 }
 
 impl Outbox<'_> {
     /// Replies to the source of a message (datagram or frame on its connection).
     pub fn reply(&self, to: &Source, bytes: &[u8]) -> Result<(), Error> {
+        if let Source::Datagram { from, shard } = *to
+            && self.send_now(shard, &from, bytes)
+        {
+            return Ok(());
+        }
         self.shared.reply(to, bytes)
     }
     /// Sends a datagram to `to` through reactor `shard`'s socket.
     pub fn send_to(&self, shard: u16, to: SocketAddr, bytes: &[u8]) -> Result<(), Error> {
+        if self.send_now(shard, &to, bytes) {
+            return Ok(());
+        }
         self.shared.send_to(shard, to, bytes)
+    }
+
+    /// The one-message-in-flight fast path: the datagram answers the only message of this
+    /// round on the handler's own single-thread reactor, and nothing of ours waits to be
+    /// sent ([`Core::take_lone`]). Then it leaves at once with one non-blocking `send(2)`,
+    /// from the handler's bytes: no send slot, no queue, no trip back through the pool
+    /// loop before the system call (the reply reaches the wire sooner: it is the critical
+    /// path of a request/response). Otherwise it queues as usual and batches.
+    fn send_now(&self, shard: u16, to: &SocketAddr, bytes: &[u8]) -> bool {
+        let core = self.core;
+        if shard != core.shard || bytes.len() > core.max_datagram {
+            return false;
+        }
+        let Some(fd) = core.take_lone() else {
+            return false;
+        };
+        let dest = (!core.to_peer(to)).then_some(to);
+        Counters::inc(&core.stats.submits);
+        match crate::sys::socket::send_datagram(fd, bytes, dest) {
+            Ok(_) => Counters::inc(&core.stats.sent),
+            // As a queued datagram refused by a full socket buffer (MSG_DONTWAIT).
+            Err(_) => Counters::inc(&core.stats.send_errors),
+        }
+        true
     }
 }
 
@@ -394,7 +428,7 @@ impl Shared {
                         source: h.source,
                         received: h.received,
                     },
-                    &Outbox { shared: self },
+                    &Outbox { shared: self, core },
                 );
             }
             let _ = core.release(h.lease);

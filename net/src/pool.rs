@@ -122,6 +122,10 @@ fn run(
         }
         lead.promote();
         let n = events.len() as u64;
+        if core.single {
+            core.lone
+                .store(n == 1 && backend.sends_idle(), Ordering::Relaxed);
+        }
         for ev in events.drain(..) {
             backend.complete(ev, &mut scratch, &mut |c| -> Flow {
                 shared.process(core, c)

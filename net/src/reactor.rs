@@ -164,6 +164,11 @@ pub(crate) trait Backend: Send + Sync {
     );
     /// Re-arm the receive of stream `conn` after its completion was processed.
     fn rearm_stream(&self, conn: u32);
+    /// Leader only, after `poll`: nothing of this reactor's waits to be sent before a new
+    /// datagram (so one sent directly cannot overtake it). `false` when unsure.
+    fn sends_idle(&self) -> bool {
+        false
+    }
     /// Called once by each pool thread before its first `poll`.
     fn attach(&self) {}
     /// Called by a pool thread as it exits (after the stop flag was seen).
@@ -241,9 +246,21 @@ pub(crate) struct Core {
     pub gso_max: AtomicU32,
     /// UDP GRO is on for the socket: receives carry room for its control message.
     pub gro: bool,
+    /// UDP: the peer the socket is connected to; datagrams to it leave without an
+    /// address (the socket's cached route, no lookup per send).
+    pub peer: Option<SocketAddr>,
+    /// UDP: the socket, for the inline handler's direct reply (used only by the pool
+    /// thread, while the reactor runs; see [`Core::take_lone`]).
+    pub udp_fd: Option<std::os::fd::RawFd>,
+    /// One pool thread serves this reactor.
+    pub single: bool,
+    /// Set by the (single) pool thread for a round of exactly one event with nothing of
+    /// its own still queued to send: the first datagram an inline handler sends in that
+    /// round may go out at once (see [`Core::take_lone`]).
+    pub lone: AtomicBool,
 }
 
-/// Sizes of a core.
+/// Sizes (and fixed settings) of a core.
 pub(crate) struct CoreSizes {
     pub buffers: u32,
     pub buffer_size: u32,
@@ -254,6 +271,9 @@ pub(crate) struct CoreSizes {
     pub max_datagram: usize,
     pub gso_max: u32,
     pub gro: bool,
+    pub peer: Option<SocketAddr>,
+    pub udp_fd: Option<std::os::fd::RawFd>,
+    pub single: bool,
 }
 
 impl Core {
@@ -310,6 +330,10 @@ impl Core {
             max_datagram: s.max_datagram,
             gso_max: AtomicU32::new(s.gso_max),
             gro: s.gro,
+            peer: s.peer,
+            udp_fd: s.udp_fd,
+            single: s.single,
+            lone: AtomicBool::new(false),
         })
     }
 
@@ -323,6 +347,20 @@ impl Core {
         if limit < before {
             tracing::warn!(sap = %self.name, shard = self.shard, limit, "the kernel refused a UDP GSO send; its datagrams went out one by one, and GSO now applies only up to this size (0: off)");
         }
+    }
+
+    /// Whether a datagram to `to` goes out on the connected socket without an address.
+    pub(crate) fn to_peer(&self, to: &SocketAddr) -> bool {
+        self.peer.as_ref() == Some(to)
+    }
+
+    /// Takes the permission to send one datagram at once, from an inline handler on the
+    /// pool thread: granted for a round of one event (one message in flight: nothing to
+    /// batch with) on a single-thread reactor with nothing of ours queued to send, so the
+    /// datagram cannot overtake one of ours. A second datagram of the same round queues.
+    pub(crate) fn take_lone(&self) -> Option<std::os::fd::RawFd> {
+        let fd = self.udp_fd?;
+        (self.lone.swap(false, Ordering::Relaxed) && self.intents.is_empty()).then_some(fd)
     }
 
     /// Makes a leader blocked in the kernel come back (no-op when none is).

@@ -451,6 +451,9 @@ impl Sap {
             max_datagram: cfg.max_payload(),
             gso_max: 0,
             gro: false,
+            peer: cfg.peer,
+            udp_fd: None,
+            single: per_reactor == 1,
         };
 
         let mut warnings = Vec::new();
@@ -465,6 +468,9 @@ impl Sap {
                     let addr = local.unwrap_or(*bind);
                     let (fd, w) = socket::udp(&addr, &opts, &what)?;
                     warnings.extend(w);
+                    if let Some(peer) = &cfg.peer {
+                        socket::connect_udp(fd.as_raw_fd(), peer, &what)?;
+                    }
                     udp_fds.push(fd.as_raw_fd());
                     Endpoint::Udp(fd)
                 }
@@ -499,6 +505,10 @@ impl Sap {
             {
                 local = Some(socket::local_addr(fd)?);
             }
+            sizes.udp_fd = match &endpoint {
+                Endpoint::Udp(fd) => Some(fd.as_raw_fd()),
+                _ => None,
+            };
             (sizes.gso_max, sizes.gro) = match &endpoint {
                 Endpoint::Udp(fd) => udp_offloads(cfg, fd.as_raw_fd(), &what, &mut warnings),
                 _ => (0, false),

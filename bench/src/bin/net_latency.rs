@@ -414,7 +414,12 @@ fn net_pingpong(
     let samples: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
     let done = Arc::new(AtomicUsize::new(0));
     let (s2, d2) = (samples.clone(), done.clone());
-    let client = Sap::builder(sap_cfg(env, "pp-cli", ct, env.client_cpu, mode))
+    let mut ccfg = sap_cfg(env, "pp-cli", ct, env.client_cpu, mode);
+    if proto == Proto::Udp {
+        // Like the baseline's client: a socket connected to the server (its route cached).
+        ccfg.peer = Some(to);
+    }
+    let client = Sap::builder(ccfg)
         .inline(move |m, out| {
             let t = now_ns();
             let i = d2.fetch_add(1, Ordering::Relaxed);

@@ -291,7 +291,7 @@ impl Epoll {
             return;
         }
         if let Some(fd) = self.endpoint.fd() {
-            let f = st.sends.flush(fd);
+            let f = st.sends.flush(fd, core.peer.as_ref());
             let s = &core.stats;
             s.sent.fetch_add(f.sent as u64, Ordering::Relaxed);
             s.send_errors.fetch_add(f.refused as u64, Ordering::Relaxed);

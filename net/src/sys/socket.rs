@@ -345,6 +345,23 @@ pub(crate) fn udp(
     Ok((fd, warnings))
 }
 
+/// Connects a UDP socket to its one peer: sends without an address go there over the
+/// route cached on the socket, and only the peer's datagrams are received.
+pub(crate) fn connect_udp(fd: RawFd, peer: &SocketAddr, what: &str) -> Result<(), Error> {
+    let (st, len) = to_sockaddr(peer);
+    // SAFETY: `st` is a live sockaddr of `len` bytes; connect copies it. A UDP connect
+    // does not block.
+    let rc = unsafe { libc::connect(fd, (&st as *const libc::sockaddr_storage).cast(), len) };
+    if rc != 0 {
+        return Err(Error::os(
+            "connect",
+            &format!("{what} to its peer {peer}"),
+            "give `peer` an address this host can route to",
+        ));
+    }
+    Ok(())
+}
+
 /// A listening, non-blocking TCP socket.
 pub(crate) fn tcp_listener(
     addr: &SocketAddr,
@@ -577,6 +594,35 @@ pub(crate) fn accept(fd: RawFd) -> io::Result<Option<(OwnedFd, Option<SocketAddr
 pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is live and writable for its whole length.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Sends one datagram at once (non-blocking): to the socket's connected peer when `to` is
+/// `None`, else to `to`. A full socket buffer refuses it (`EAGAIN`) rather than waiting.
+pub(crate) fn send_datagram(fd: RawFd, bytes: &[u8], to: Option<&SocketAddr>) -> io::Result<usize> {
+    let n = match to {
+        // SAFETY: `bytes` is live and readable for its whole length; send only reads it.
+        None => unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_DONTWAIT) },
+        Some(to) => {
+            let (st, len) = to_sockaddr(to);
+            // SAFETY: `bytes` is live and readable for its whole length, `st` is a live
+            // sockaddr of `len` bytes; sendto only reads them.
+            unsafe {
+                libc::sendto(
+                    fd,
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_DONTWAIT,
+                    (&st as *const libc::sockaddr_storage).cast(),
+                    len,
+                )
+            }
+        }
+    };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -841,14 +887,14 @@ impl SendScratch {
         self.n += 1;
     }
 
-    /// Builds message `i`'s header (pointers into this scratch).
-    fn header(&mut self, i: usize) {
+    /// Builds message `i`'s header (pointers into this scratch). A message to `peer`, the
+    /// socket's connected peer, carries no address (the socket's cached route).
+    fn header(&mut self, i: usize, peer: Option<&SocketAddr>) {
         let count = self.end(i) - self.first[i];
         let (st, sl) = match self.to[i] {
-            Some(to) => to_sockaddr(&to),
-            // SAFETY: zeroed sockaddr_storage is valid (never reached: every message has a
-            // destination).
-            None => (unsafe { zeroed() }, 0),
+            Some(to) if peer != Some(&to) => to_sockaddr(&to),
+            // SAFETY: zeroed sockaddr_storage is valid; a zero length means no address.
+            _ => (unsafe { zeroed() }, 0),
         };
         self.names[i] = st;
         // SAFETY: zeroed msghdr is valid; fields are set below.
@@ -878,10 +924,11 @@ impl SendScratch {
     /// Sends the batch with sendmmsg, retrying the rest after a partial send. A GSO
     /// message the kernel refuses goes out again one datagram per system call; other
     /// refusals drop the message's datagrams (counted). The batch is empty afterwards.
-    pub(crate) fn flush(&mut self, fd: RawFd) -> Flushed {
+    /// `peer` is the socket's connected peer, if any.
+    pub(crate) fn flush(&mut self, fd: RawFd, peer: Option<&SocketAddr>) -> Flushed {
         let mut f = Flushed::default();
         for i in 0..self.n {
-            self.header(i);
+            self.header(i, peer);
         }
         let mut done = 0;
         while done < self.n {
