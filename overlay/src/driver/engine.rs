@@ -263,6 +263,7 @@ impl Engine {
                 Event::Message(d) => {
                     sh.counters.count_delivered();
                     sh.sink.message(d.from, d.class, &d.bytes);
+                    self.node.recycle_message(d.bytes);
                 }
                 Event::LookupDone { req, found, .. } => {
                     if let Some((m, _)) = found {

@@ -183,6 +183,27 @@ pub struct Messaging {
     next_msg: u32,
     failed: VecDeque<StreamFailed>,
     stats: MessagingStats,
+    /// Emptied payload buffers, reused for segments, best-effort frames and delivered
+    /// messages so that the steady state allocates nothing ([`Messaging::recycle`]).
+    spare: Vec<Vec<u8>>,
+}
+
+/// Buffers [`Messaging`] keeps for reuse at most.
+const SPARE: usize = 256;
+
+/// A buffer holding `bytes`: a spare one when there is one.
+fn filled(spare: &mut Vec<Vec<u8>>, bytes: &[u8]) -> Vec<u8> {
+    let mut b = spare.pop().unwrap_or_default();
+    b.extend_from_slice(bytes);
+    b
+}
+
+/// Keeps `b` (emptied) for reuse, unless enough are kept or it never held anything.
+fn keep(spare: &mut Vec<Vec<u8>>, mut b: Vec<u8>) {
+    if spare.len() < SPARE && b.capacity() > 0 {
+        b.clear();
+        spare.push(b);
+    }
 }
 
 impl Messaging {
@@ -200,7 +221,14 @@ impl Messaging {
             next_msg: 0,
             failed: VecDeque::new(),
             stats: MessagingStats::default(),
+            spare: Vec::new(),
         }
+    }
+
+    /// Gives a delivered message's buffer back for reuse (the driver does after its
+    /// sink has seen it).
+    pub fn recycle(&mut self, bytes: Vec<u8>) {
+        keep(&mut self.spare, bytes);
     }
 
     /// The class policy, if the class is configured.
@@ -240,8 +268,9 @@ impl Messaging {
             (0..frags).map(|i| &bytes[i * FRAGMENT..((i + 1) * FRAGMENT).min(bytes.len())]);
         if !policy.reliable {
             for (i, c) in chunks.enumerate() {
+                let b = filled(&mut self.spare, c);
                 self.best_effort
-                    .push_back((to, class, msg, i as u16, frags as u16, c.to_vec()));
+                    .push_back((to, class, msg, i as u16, frags as u16, b));
             }
             return Ok(());
         }
@@ -273,7 +302,7 @@ impl Messaging {
                 msg,
                 frag: i as u16,
                 frags: frags as u16,
-                bytes: c.to_vec(),
+                bytes: filled(&mut self.spare, c),
                 sent: None,
                 retries: 0,
                 deadline: Instant::NEVER,
@@ -325,6 +354,7 @@ impl Messaging {
                     bytes: &bytes,
                 },
             });
+            keep(&mut self.spare, bytes);
             return true;
         }
         while let Some(&(to, class)) = self.ready.front() {
@@ -462,6 +492,7 @@ impl Messaging {
         while s.segs.front().is_some_and(|f| f.seq < next) {
             if let Some(seg) = s.segs.pop_front() {
                 take(&seg);
+                keep(&mut self.spare, seg.bytes);
             }
         }
         if sack != 0 {
@@ -471,7 +502,7 @@ impl Messaging {
                     take(seg);
                     seg.sent = None;
                     seg.deadline = Instant::NEVER;
-                    seg.bytes = Vec::new();
+                    keep(&mut self.spare, std::mem::take(&mut seg.bytes));
                     seg.retries = u32::MAX; // marker: selectively acked
                 }
             }
@@ -566,15 +597,35 @@ impl Messaging {
             self.stats.dropped += 1;
             return;
         }
-        r.buf.insert(seq, (msg, frag, frags, bytes.to_vec()));
-        while let Some((m, f, n, b)) = r.buf.remove(&r.next) {
-            let _ = m;
+        let spare = &mut self.spare;
+        // the next in order, with nothing buffered after it (the usual case): no copy
+        // into the reorder buffer
+        let in_order = seq == r.next && r.buf.is_empty();
+        if !in_order {
+            r.buf.insert(seq, (msg, frag, frags, filled(spare, bytes)));
+        }
+        let mut next: Option<(u16, u16, Option<Vec<u8>>)> = in_order.then_some((frag, frags, None));
+        loop {
+            let (f, n, b) = match next.take() {
+                Some(x) => x,
+                None => match r.buf.remove(&r.next) {
+                    Some((_, f, n, b)) => (f, n, Some(b)),
+                    None => break,
+                },
+            };
             r.next += 1;
             if f == 0 {
                 r.partial.clear();
             }
-            if r.partial.len() + b.len() <= max_message {
-                r.partial.extend_from_slice(&b);
+            let piece: &[u8] = b.as_deref().unwrap_or(bytes);
+            if r.partial.len() + piece.len() <= max_message {
+                if r.partial.capacity() == 0 {
+                    r.partial = spare.pop().unwrap_or_default();
+                }
+                r.partial.extend_from_slice(piece);
+            }
+            if let Some(b) = b {
+                keep(spare, b);
             }
             if f + 1 == n {
                 self.stats.delivered += 1;
@@ -604,7 +655,7 @@ impl Messaging {
             out.push(Delivered {
                 from,
                 class,
-                bytes: bytes.to_vec(),
+                bytes: filled(&mut self.spare, bytes),
             });
             return;
         }
@@ -717,6 +768,40 @@ mod tests {
             v.push((class, w));
         }) {}
         v
+    }
+
+    #[test]
+    fn buffers_are_reused_in_the_steady_state() {
+        // a ping-pong on the reliable class: after the first round every payload buffer
+        // (segment, delivered message) comes from the spares, and goes back to them
+        let (a, b) = (PeerId(1), PeerId(2));
+        let mut ma = Messaging::new(MessagingConfig::default(), policies());
+        let mut mb = Messaging::new(MessagingConfig::default(), policies());
+        let now = Instant(1_000_000);
+        let mut spares = Vec::new();
+        for round in 0..4u8 {
+            ma.send(b, 1, &[round; 100], now).unwrap();
+            let mut got = Vec::new();
+            for (class, w) in drain(&mut ma, now) {
+                if let Wire::Data(seq, msg, frag, frags, bytes) = w {
+                    mb.on_data(a, class, seq, msg, frag, frags, &bytes, now, &mut got);
+                }
+            }
+            assert_eq!(got.len(), 1);
+            for (_, w) in drain(&mut mb, now) {
+                if let Wire::Ack(next, sack) = w {
+                    ma.on_ack(b, 1, next, sack, now);
+                }
+            }
+            for d in got {
+                assert_eq!(d.bytes, vec![round; 100]);
+                mb.recycle(d.bytes);
+            }
+            spares.push((ma.spare.len(), mb.spare.len()));
+        }
+        // one segment buffer on the sender, one message buffer on the receiver, reused
+        // every round (no new ones: the counts stay at one)
+        assert_eq!(spares, vec![(1, 1); 4]);
     }
 
     #[test]

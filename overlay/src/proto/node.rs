@@ -255,6 +255,9 @@ pub struct Node {
     pub(crate) tx: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) pool: Vec<Vec<u8>>,
+    /// Messages one data frame delivered, before they become events (kept, not
+    /// reallocated).
+    pub(crate) delivered: Vec<Delivered>,
     pub(crate) scratch: Box<[u8]>,
     /// Where outgoing frames are encoded ([`MAX_DATAGRAM`] bytes).
     pub(crate) enc: Box<[u8]>,
@@ -348,6 +351,7 @@ impl Node {
             tx: VecDeque::new(),
             events: VecDeque::new(),
             pool: Vec::new(),
+            delivered: Vec::new(),
             scratch: vec![0u8; MAX_PAYLOAD].into_boxed_slice(),
             enc: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
             next_tick: Instant(phase),
@@ -480,6 +484,12 @@ impl Node {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Give a delivered message's buffer ([`Event::Message`]) back for reuse, once the
+    /// application has seen it: the steady state then allocates nothing per message.
+    pub fn recycle_message(&mut self, bytes: Vec<u8>) {
+        self.msg.recycle(bytes);
     }
 
     /// Give a transmitted datagram's buffer back for reuse.
@@ -706,10 +716,11 @@ impl Node {
                 frags,
                 bytes,
             } => {
-                let mut out = Vec::new();
+                let mut out = std::mem::take(&mut self.delivered);
                 self.msg
                     .on_data(from, class, seq, msg, frag, frags, bytes, now, &mut out);
-                self.events.extend(out.into_iter().map(Event::Message));
+                self.events.extend(out.drain(..).map(Event::Message));
+                self.delivered = out;
             }
             Frame::Ack { next, sack } => self.msg.on_ack(from, class, next, sack, now),
             Frame::Routed {
@@ -935,11 +946,12 @@ impl Node {
                         frags,
                         bytes,
                     } => {
-                        let mut out = Vec::new();
+                        let mut out = std::mem::take(&mut self.delivered);
                         self.msg.on_data(
                             origin.id, class, seq, msg, frag, frags, bytes, now, &mut out,
                         );
-                        self.events.extend(out.into_iter().map(Event::Message));
+                        self.events.extend(out.drain(..).map(Event::Message));
+                        self.delivered = out;
                     }
                     Frame::Ack { next, sack } => self.msg.on_ack(origin.id, class, next, sack, now),
                     _ => self.sec.count_malformed(),
