@@ -197,10 +197,18 @@ fn sap_cfg(name: &str, cpu: usize, mode: Wait) -> SapConfig {
     c
 }
 
-/// Round trips and one-way times of the raw reactor ping-pong.
-fn raw_pingpong(count: u64, size: usize, mode: Wait) -> (Histogram<u64>, Histogram<u64>) {
+/// Round trips and one-way times of the raw reactor: a ping-pong (the client's inline
+/// handler sends the next ping as the pong arrives; 10 % warm-up dropped), or with
+/// `every`, paced — a thread sends one ping every `every` through the client's SAP, as
+/// a periodic client would.
+fn raw_pingpong(
+    count: u64,
+    size: usize,
+    mode: Wait,
+    every: Option<Nanos>,
+) -> (Histogram<u64>, Histogram<u64>) {
     let (server_cpu, client_cpu) = cpus();
-    let warm = count / 10;
+    let warm = if every.is_some() { 0 } else { count / 10 };
     let total = (count + warm) as usize;
     let rtt: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
     let oneway: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
@@ -216,7 +224,7 @@ fn raw_pingpong(count: u64, size: usize, mode: Wait) -> (Histogram<u64>, Histogr
             if let Some(s) = r2.get(i) {
                 s.store(t.saturating_sub(t0), Ordering::Relaxed);
             }
-            if i + 1 < total {
+            if every.is_none() && i + 1 < total {
                 let mut b = [0u8; 1400];
                 let n = m.bytes.len().min(1400);
                 b[..n].copy_from_slice(&m.bytes[..n]);
@@ -226,9 +234,14 @@ fn raw_pingpong(count: u64, size: usize, mode: Wait) -> (Histogram<u64>, Histogr
         })
         .bind()
         .unwrap();
-    let mut first = vec![0u8; size];
-    first[..8].copy_from_slice(&now_ns().to_le_bytes());
-    client.send_to(to, &first).unwrap();
+    let mut ping = vec![0u8; size];
+    for _ in 0..every.map_or(1, |_| count) {
+        ping[..8].copy_from_slice(&now_ns().to_le_bytes());
+        client.send_to(to, &ping).unwrap();
+        if let Some(e) = every {
+            std::thread::sleep(Duration::from_nanos(e.get()));
+        }
+    }
     let deadline = StdInstant::now() + Duration::from_secs(120);
     while done.load(Ordering::Relaxed) < total && StdInstant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -269,49 +282,6 @@ fn hist_of(samples: &[AtomicU64]) -> Histogram<u64> {
         }
     }
     h
-}
-
-/// The raw reactor, paced: a thread sends one 64 B datagram every `every` through the
-/// client's SAP; the server's inline handler echoes it; the client's records the round
-/// trip (and the server's the one-way time).
-fn raw_paced(
-    count: u64,
-    size: usize,
-    mode: Wait,
-    every: Nanos,
-) -> (Histogram<u64>, Histogram<u64>) {
-    let (server_cpu, client_cpu) = cpus();
-    let total = count as usize;
-    let rtt: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
-    let oneway: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
-    let server = echo_server("raw-psrv", server_cpu, mode, oneway.clone());
-    let to = server.local_addr().unwrap();
-    let done = Arc::new(AtomicUsize::new(0));
-    let (r2, d2) = (rtt.clone(), done.clone());
-    let client = Sap::builder(sap_cfg("raw-pcli", client_cpu, mode))
-        .inline(move |m, _out| {
-            let t = now_ns();
-            let i = d2.fetch_add(1, Ordering::Relaxed);
-            let t0 = u64::from_le_bytes(m.bytes[..8].try_into().unwrap_or([0; 8]));
-            if let Some(s) = r2.get(i) {
-                s.store(t.saturating_sub(t0), Ordering::Relaxed);
-            }
-        })
-        .bind()
-        .unwrap();
-    let mut b = vec![0u8; size];
-    for _ in 0..count {
-        b[..8].copy_from_slice(&now_ns().to_le_bytes());
-        client.send_to(to, &b).unwrap();
-        std::thread::sleep(Duration::from_nanos(every.get()));
-    }
-    let deadline = StdInstant::now() + Duration::from_secs(10);
-    while done.load(Ordering::Relaxed) < total && StdInstant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    drop(client);
-    drop(server);
-    (hist_of(&rtt), hist_of(&oneway))
 }
 
 /// Datagrams per second the raw reactor receives from one sender (one `send_to` each).
@@ -614,10 +584,7 @@ fn latency(cli: &Cli) {
     let mut rows = Vec::new();
     for r in 0..cli.repeat {
         eprintln!("latency: repetition {}/{}", r + 1, cli.repeat);
-        let (h, o) = match cli.interval {
-            Some(every) => raw_paced(cli.count, 64, cli.mode, every),
-            None => raw_pingpong(cli.count, 64, cli.mode),
-        };
+        let (h, o) = raw_pingpong(cli.count, 64, cli.mode, cli.interval);
         raw_rtt.add(&h).unwrap();
         raw_ow.add(&o).unwrap();
         for class in [0u8, 1] {
