@@ -28,7 +28,7 @@ use crate::handoff::{ConnId, Consumer, DestStats, Destination, Handle, Source};
 use crate::pool::{Pool, ThreadPlan};
 use crate::reactor::{Backend, BackendKind, Core, CoreSizes, Intent};
 use crate::select::{Selection, select};
-use crate::stats::SapStats;
+use crate::stats::{Counters, SapStats};
 use crate::sys::Endpoint;
 use crate::sys::epoll::Epoll;
 use crate::sys::socket::{self, SockOpts};
@@ -87,6 +87,37 @@ impl Shared {
         let core = self.datagram_core(shard)?;
         self.queue_datagram(core, to, bytes)?;
         core.wake_leader();
+        Ok(())
+    }
+
+    /// Sends a datagram from the caller's thread with one non-blocking `send(2)` when
+    /// reactor `shard` has nothing of ours queued or in flight (so it overtakes none),
+    /// else queues it. A queued datagram holds a send slot from the moment it is queued
+    /// until its send completed — also while the leader has taken it off the intent
+    /// queue but not yet handed it to the kernel — so "every slot free" is the test.
+    pub(crate) fn send_to_now(
+        &self,
+        shard: u16,
+        to: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let core = self.datagram_core(shard)?;
+        let idle = core.send_free.len() == core.sendbufs.count() as usize;
+        let fd = match core.udp_fd {
+            Some(fd) if idle && core.intents.is_empty() && bytes.len() <= core.max_datagram => fd,
+            _ => return self.send_to(shard, to, bytes),
+        };
+        let dest = (!core.to_peer(&to)).then_some(&to);
+        Counters::inc(&core.stats.submits);
+        match socket::send_datagram(fd, bytes, dest) {
+            Ok(_) => Counters::inc(&core.stats.sent),
+            // the socket's buffer is full: the reactor's queue waits for room
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return self.send_to(shard, to, bytes);
+            }
+            // as a queued datagram the kernel refused
+            Err(_) => Counters::inc(&core.stats.send_errors),
+        }
         Ok(())
     }
 
@@ -663,6 +694,20 @@ impl Sap {
     /// is woken to submit it. Copies `bytes` into a send slot; never blocks.
     pub fn send_to(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), Error> {
         self.shared.send_to(0, to, bytes)
+    }
+
+    /// Sends a datagram to `to` (UDP SAPs) at once from the calling thread — one
+    /// non-blocking `send(2)`, no hand-off to the reactor — when the first reactor has
+    /// nothing of ours queued (it cannot overtake a queued datagram); otherwise, or when
+    /// the socket's buffer is full, queues it as [`Sap::send_to`] does.
+    ///
+    /// For a thread whose next datagram is on the critical path (a real-time job sending
+    /// a request or a reply): it saves the wake-up of the reactor's thread, at the price
+    /// of one system call on the caller's CPU (on loopback that call also runs the
+    /// receiver's side of the stack). A sender of many datagrams at once should use
+    /// [`Sap::send_many`], which batches.
+    pub fn send_to_now(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), Error> {
+        self.shared.send_to_now(0, to, bytes)
     }
 
     /// Queues a datagram through reactor `shard` (for spreading sends over a sharded SAP).

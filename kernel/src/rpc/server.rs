@@ -57,7 +57,10 @@ pub enum LocalCalls {
 pub struct ServerSpec {
     /// Minimum time between two requests' releases (the sporadic task's period).
     pub min_interarrival: Nanos,
-    /// Worst-case execution time of one request.
+    /// Worst-case execution time of one request, including sending a remote caller's
+    /// reply: the request's job hands the reply to the overlay itself (one overlay turn,
+    /// about [`PER_DATAGRAM_NS`](rtpm_overlay::proto::tasks::PER_DATAGRAM_NS) per
+    /// datagram) unless another job holds the overlay's node at that moment.
     pub wcet: Nanos,
     /// Relative deadline of a request's job (≤ `min_interarrival`); `None`: equal to it.
     pub deadline: Option<Nanos>,

@@ -44,6 +44,10 @@ const PLACE_EVERY_NS: u64 = 100_000_000;
 const ROUNDS: usize = 4;
 /// Longest a send waits for its reliable stream's queue to drain before it is refused.
 const STALL_LIMIT_NS: u64 = 1_000_000_000;
+/// Datagrams a turn sends from the holder's own thread (one system call each) before the
+/// rest queue for the reactors: enough for a request or a reply with its ack, few enough
+/// that a turn with a burst to send batches it.
+const DIRECT_SENDS: usize = 4;
 
 /// A send held back because its reliable stream's queue was full (back-pressure).
 struct Stalled {
@@ -63,6 +67,8 @@ pub(crate) struct Engine {
     place_dirty: bool,
     /// The send at the head of the command queue, waiting for room in its stream.
     stalled: Option<Stalled>,
+    /// Datagrams this turn may still send from the holder's thread.
+    direct_left: usize,
 }
 
 fn now() -> Instant {
@@ -79,12 +85,14 @@ impl Engine {
             next_place: 0,
             place_dirty: true,
             stalled: None,
+            direct_left: 0,
         }
     }
 
     /// One turn, serving the tasks whose bits are set in `sources`.
     pub(crate) fn turn(&mut self, sh: &Shared, sources: u32) {
         HOLDING.with(|h| h.set(true));
+        self.direct_left = DIRECT_SENDS;
         let now = now();
         let mut timers = false;
         let mut heartbeat = false;
@@ -251,13 +259,7 @@ impl Engine {
     }
 
     fn outputs(&mut self, sh: &Shared, now: Instant) {
-        while let Some(t) = self.node.poll_transmit() {
-            let refused = self.links.send(&t);
-            if refused > 0 {
-                sh.counters.count_refused(refused);
-            }
-            self.node.recycle(t.bytes);
-        }
+        self.transmit(sh);
         while let Some(e) = self.node.poll_event() {
             match e {
                 Event::Message(d) => {
@@ -290,8 +292,17 @@ impl Engine {
             }
         }
         // transmits caused by the events above (sink replies are commands, handled next)
+        self.transmit(sh);
+    }
+
+    /// Hands the node's datagrams to their SAPs: the turn's first [`DIRECT_SENDS`] leave
+    /// from this thread at once (no wake-up of the reactor's thread on a request's or a
+    /// reply's critical path), the rest queue for the reactors, which batch them.
+    pub(crate) fn transmit(&mut self, sh: &Shared) {
         while let Some(t) = self.node.poll_transmit() {
-            let refused = self.links.send(&t);
+            let direct = self.direct_left > 0;
+            self.direct_left = self.direct_left.saturating_sub(1);
+            let refused = self.links.send(&t, direct);
             if refused > 0 {
                 sh.counters.count_refused(refused);
             }

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rtpm_rt::config::Partition;
-use rtpm_rt::exec::{TaskId, TaskOptions};
+use rtpm_rt::exec::{TaskId, TaskOptions, in_rt_job};
 use rtpm_rt::time::{Clock, MonotonicClock, Nanos};
 
 use super::command::{Answer, Command, LookupSlot};
@@ -285,13 +285,8 @@ impl Driver {
             let _ = consumers.group.set_wake(Box::new(move || w.wake()));
         }
         let mut engine = Box::new(Engine::new(node, Arc::clone(links), consumers));
-        while let Some(tx) = engine.node.poll_transmit() {
-            let refused = links.send(&tx);
-            if refused > 0 {
-                shared.counters.count_refused(refused);
-            }
-            engine.node.recycle(tx.bytes);
-        }
+        // outside a turn: every datagram queues for the reactors
+        engine.transmit(shared);
         shared.set_role(engine.node.role());
         shared.set_deadline(
             engine
@@ -376,7 +371,16 @@ impl Driver {
         }
         match self.shared.commands.push(c) {
             Ok(()) => {
-                if !holding() {
+                if holding() {
+                    // the holder's turn carries it out
+                } else if in_rt_job() {
+                    // an admitted job carries its command out itself (no hand-off to the
+                    // command task, a wake-up on the critical path); if another job holds
+                    // the node, the command task does, woken from a general core
+                    if !self.shared.serve_inline(self.shared.command_task) {
+                        self.shared.wake_from_job(self.shared.command_task);
+                    }
+                } else {
                     self.shared.wake(self.shared.command_task);
                 }
                 Ok(())
@@ -396,7 +400,11 @@ impl Driver {
 
     /// Sends the concatenation of `parts` to `to` on QoS class `class`: queued for the
     /// job holding the node, never blocking (from inside the [`Sink`] the reply leaves in
-    /// the same turn). Refused at once for an unknown class, an oversized message, a node
+    /// the same turn). Called from inside an admitted job on an RT core
+    /// ([`in_rt_job`](rtpm_rt::exec::in_rt_job)), the job carries the send out itself when
+    /// no other job holds the node — no hand-off to the command task — so that job's
+    /// budget should cover one overlay turn (about
+    /// [`PER_DATAGRAM_NS`](crate::proto::tasks::PER_DATAGRAM_NS) per datagram sent). Refused at once for an unknown class, an oversized message, a node
     /// that has not joined, or a full command queue; refusals by the protocol later (a
     /// full stream) are counted in [`DriverCounters::commands_failed`](super::DriverCounters).
     pub fn send(&self, to: PeerId, class: u8, parts: &[&[u8]]) -> Result<(), Error> {

@@ -252,9 +252,12 @@ impl Links {
             .unwrap_or(SocketAddr::V4(self.group))
     }
 
-    /// Sends a transmit of the protocol. Returns the datagrams the SAPs refused (send
-    /// queue full or a socket error).
-    pub(crate) fn send(&self, t: &Transmit) -> u64 {
+    /// Sends a transmit of the protocol: with `direct`, a unicast datagram leaves from
+    /// the calling thread at once when its SAP has nothing queued
+    /// ([`Sap::send_to_now`](rtpm_net::Sap::send_to_now)); otherwise it queues for the
+    /// SAP's reactor. Returns the datagrams the SAPs refused (send queue full or a socket
+    /// error).
+    pub(crate) fn send(&self, t: &Transmit, direct: bool) -> u64 {
         let Some(control) = self.classes.first() else {
             return 1;
         };
@@ -284,7 +287,12 @@ impl Links {
             }
             _ => (&control.sap, t.dest.0),
         };
-        if sap.send_to(to, &t.bytes).is_err() {
+        let sent = if direct {
+            sap.send_to_now(to, &t.bytes)
+        } else {
+            sap.send_to(to, &t.bytes)
+        };
+        if sent.is_err() {
             refused += 1;
         }
         refused

@@ -178,6 +178,12 @@ impl Shared {
         self.baton.run(i as u32, |e, sources| e.turn(self, sources));
     }
 
+    /// Task `i`'s work done by the calling job, if nobody holds the node: whether it was.
+    pub(crate) fn serve_inline(&self, i: usize) -> bool {
+        self.baton
+            .try_run(i as u32, |e, sources| e.turn(self, sources))
+    }
+
     /// The heartbeat's job: releases the long-period tasks whose period has passed.
     pub(crate) fn release_due(&self, now: u64) {
         for (i, period, next) in &self.releases {

@@ -10,7 +10,7 @@
 //! | `control-message` | sporadic with class 0's burst, from the control SAP's and the group SAP's wake hooks | handles received control datagrams (and class-0 data) |
 //! | `retransmit` | sporadic, from the driver's clock at the protocol's next deadline | retransmissions, probe, join and lookup deadlines |
 //! | `rx/cN` | sporadic with the SAP's burst, from class N's SAP wake hook | handles class N's datagrams |
-//! | `commands` | sporadic with its burst, from the application's command queue | send, publish, unpublish, lookup, leave |
+//! | `commands` | sporadic with its burst, from the application's command queue (a command queued inside another admitted job is carried out by that job when the node is free) | send, publish, unpublish, lookup, leave |
 //!
 //! **Sharing the node.** All of them touch the one protocol node, one job at a time (see
 //! [`baton`](super::baton)): a job that finds the node held leaves its work to the holder,

@@ -60,7 +60,7 @@ pub use activation::{Activator, Dropped};
 pub use affinity::{ThreadPlacement, process_threads};
 pub use executor::{ExecReport, Executor};
 pub use gate::{MAX_BURST, Placement, Rejection, TaskId, TaskKind, TaskSpec, default_job_overhead};
-pub use job::Job;
+pub use job::{Job, in_rt_job};
 pub use options::{
     DropPolicy, ExecConfig, MAX_TASKS_PER_CORE, OverrunPolicy, StopPolicy, TaskOptions,
 };

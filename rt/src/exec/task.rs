@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use super::activation::{ActivationQueue, Pending};
 use super::gate::{MAX_BURST, TaskId, TaskSpec};
-use super::job::Job;
+use super::job::{InRtJob, Job};
 use super::options::{OverrunPolicy, TaskOptions};
 use super::stats::{JobFigures, TaskStats};
 use super::wake::WakeWord;
@@ -101,13 +101,16 @@ fn run_job(
     };
     let start = MonotonicClock.now();
     let deadline = release.add(shared.spec.deadline);
-    body(&Job {
-        seq,
-        release,
-        deadline,
-        start,
-        arrival,
-    });
+    {
+        let _marked = InRtJob::enter(!stats.demoted());
+        body(&Job {
+            seq,
+            release,
+            deadline,
+            start,
+            arrival,
+        });
+    }
     let end = MonotonicClock.now();
     let execution = match timing {
         Timing::ThreadCpu => sys::cputime::thread_cpu_ns().saturating_sub(cpu0),
