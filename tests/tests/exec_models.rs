@@ -464,6 +464,45 @@ fn no_thread_but_admitted_rt_work_may_run_on_the_rt_core() {
 }
 
 #[test]
+fn a_second_executor_leaves_the_first_ones_rt_threads_on_their_core() {
+    let _g = exclusive();
+    skip_unless!(fifo_allowed());
+    skip_unless!(two_cpus());
+    let rt = rt_cpu();
+    // two runtimes in one process (a benchmark, a test of two nodes): the one that starts
+    // second confines the process's threads, and must leave the first's RT work alone
+    let (_da, ca) = config("two-a", "dispatch = \"threads\"");
+    let (_db, cb) = config("two-b", "dispatch = \"cooperative\"");
+    let mut a = Executor::start(ca).unwrap();
+    let _ = mixed_set(&mut a);
+    let mut b = Executor::start(cb).unwrap();
+    let _ = mixed_set(&mut b);
+    std::thread::sleep(Duration::from_millis(50));
+    let rt_work: Vec<i32> = a.rt_tids().into_iter().chain(b.rt_tids()).collect();
+    assert!(a.rt_tids().len() >= 4 && !b.rt_tids().is_empty());
+    let threads = rtpm_rt::exec::process_threads().unwrap();
+    for tid in &rt_work {
+        let t = threads
+            .iter()
+            .find(|t| t.tid == *tid)
+            .expect("RT thread alive");
+        assert_eq!(
+            t.affinity,
+            rtpm_rt::cpu::CpuSet::single(rt),
+            "RT thread {t:?} was moved off its core"
+        );
+    }
+    for t in threads.iter().filter(|t| !rt_work.contains(&t.tid)) {
+        assert!(
+            !t.affinity.contains(rt),
+            "non-RT thread {t:?} on the RT core"
+        );
+    }
+    b.stop().unwrap();
+    a.stop().unwrap();
+}
+
+#[test]
 fn share_idle_lets_a_sched_idle_worker_use_the_rt_core() {
     let _g = exclusive();
     skip_unless!(fifo_allowed());

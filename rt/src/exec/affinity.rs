@@ -1,5 +1,12 @@
 //! Keeping the RT cores for admitted RT work: every thread of the process leaves them at
 //! start and gets its affinity back at stop.
+//!
+//! "Admitted RT work" is process-wide: the task threads and dispatchers of *every*
+//! executor in the process are registered here ([`RtWork`]), so an executor starting
+//! second (two runtimes in one process, a test with several) leaves the first one's RT
+//! threads on their cores.
+
+use std::sync::{Mutex, PoisonError};
 
 use crate::cpu::CpuSet;
 use crate::error::Result;
@@ -50,12 +57,51 @@ pub fn process_threads() -> Result<Vec<ThreadPlacement>> {
     Ok(out)
 }
 
-/// Moves every thread of the process whose affinity touches `rt` onto the rest of its
-/// affinity (or onto `general` if nothing is left). Returns what to restore.
+/// The threads of this process running admitted RT work (control side only: taken
+/// when an RT thread starts or ends and when an executor starts, never on a hot path).
+static RT_WORK: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Registration of one RT thread as admitted RT work, for as long as it lives.
+pub(crate) struct RtWork(i32);
+
+impl RtWork {
+    /// Registers thread `tid` (from the side that spawned it, as soon as it knows the id).
+    pub(crate) fn mark(tid: i32) {
+        let mut v = RT_WORK.lock().unwrap_or_else(PoisonError::into_inner);
+        if !v.contains(&tid) {
+            v.push(tid);
+        }
+    }
+
+    /// Registers the calling thread; dropping the guard (the thread's end) unregisters it.
+    pub(crate) fn this_thread() -> RtWork {
+        let tid = sys::cpu::gettid();
+        RtWork::mark(tid);
+        RtWork(tid)
+    }
+}
+
+impl Drop for RtWork {
+    fn drop(&mut self) {
+        let mut v = RT_WORK.lock().unwrap_or_else(PoisonError::into_inner);
+        v.retain(|t| *t != self.0);
+    }
+}
+
+fn is_rt_work(tid: i32) -> bool {
+    RT_WORK
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(&tid)
+}
+
+/// Moves every thread of the process whose affinity touches `rt` — except admitted RT
+/// work of any executor ([`RtWork`]) — onto the rest of its affinity (or onto `general`
+/// if nothing is left). Returns what to restore.
 pub(crate) fn confine_process(rt: &CpuSet, general: &CpuSet) -> Result<Vec<(i32, CpuSet)>> {
     let mut saved = Vec::new();
     for t in process_threads()? {
-        if t.affinity.intersection(rt).is_empty() {
+        if t.affinity.intersection(rt).is_empty() || is_rt_work(t.tid) {
             continue;
         }
         let mut to = t.affinity.difference(rt);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use serde::Serialize;
 
 use super::activation::{ActivationQueue, Activator, WakeRoute};
-use super::affinity;
+use super::affinity::{self, RtWork};
 use super::context::Context;
 use super::cooperative::{CoreSignal, Dispatcher, run_dispatcher};
 use super::gate::{Gate, GateCore, TaskId, TaskKind, TaskSpec};
@@ -231,9 +231,11 @@ impl Executor {
                 .stack_size(exec.config.stack_size)
                 .prefault_stack(exec.config.prefault_stack)
                 .spawn(move || {
+                    let _rt = RtWork::this_thread();
                     sys::cputime::set_min_timer_slack();
                     run_dispatcher(d, &ctx.stop, ctx.stop_policy, &ctx.link);
                 })?;
+            RtWork::mark(thread.tid());
             exec.cores[i].cooperative = Some(Cooperative {
                 inbox,
                 signal,
@@ -539,9 +541,11 @@ impl Executor {
             .stack_size(self.config.stack_size)
             .prefault_stack(self.config.prefault_stack)
             .spawn(move || {
+                let _rt = RtWork::this_thread();
                 sys::cputime::set_min_timer_slack();
                 run_loop(task, &ctx, Timing::ThreadCpu);
             })?;
+        RtWork::mark(thread.tid());
         Ok((Some(thread), fifo))
     }
 
