@@ -61,6 +61,8 @@ struct Args {
     burst: u32,
     /// Remote calls paced one per this (after the closed-loop run), if set.
     rpc_pace: Option<Duration>,
+    /// The RT core's dispatch model.
+    cooperative: bool,
 }
 
 fn args() -> Args {
@@ -71,6 +73,7 @@ fn args() -> Args {
         pace: Duration::from_millis(2),
         burst: 1,
         rpc_pace: None,
+        cooperative: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -87,16 +90,28 @@ fn args() -> Args {
             "--pace-us" => a.pace = Duration::from_micros(n()),
             "--burst" => a.burst = n().clamp(1, 64) as u32,
             "--rpc-pace-us" => a.rpc_pace = Some(Duration::from_micros(n())),
+            "--dispatch" => match it.next().as_deref() {
+                Some("threads") => a.cooperative = false,
+                Some("cooperative") => a.cooperative = true,
+                other => {
+                    eprintln!(
+                        "kernel_latency: --dispatch takes `threads` or `cooperative`, not {other:?}"
+                    );
+                    std::process::exit(2)
+                }
+            },
             "-h" | "--help" => {
                 println!(
                     "kernel_latency [--local N] [--remote N] [--events N] [--pace-us US] [--burst B]\n\
+                     [--rpc-pace-us US] [--dispatch threads|cooperative]\n\
                      local/remote two-way RPC and remote event delivery, beside raw rtpm-net\n\
                      reactor baselines measured in the same run (needs SCHED_FIFO, 2 CPUs).\n\
                      --burst B: the overlay's receive and command tasks and the server's\n\
                      request task take up to B jobs per window of B x their minimum\n\
                      inter-arrival time (the same average rate as B = 1, in bursts).\n\
                      --rpc-pace-us US: also time remote calls made one per US (a periodic\n\
-                     client), beside raw round trips at the same pace."
+                     client), beside raw round trips at the same pace.\n\
+                     --dispatch threads|cooperative: the RT core's model (default threads)."
                 );
                 std::process::exit(0);
             }
@@ -290,7 +305,16 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     // computed before the first runtime confines this process's threads off the RT core
-    let p = Partition::embedded_default().unwrap();
+    let mut p = Partition::embedded_default().unwrap();
+    for c in p
+        .cores
+        .iter_mut()
+        .filter(|c| c.role == rtpm::rt::config::Role::Rt)
+    {
+        if a.cooperative {
+            c.dispatch = rtpm::rt::config::Dispatch::Cooperative;
+        }
+    }
     let (ra, sa) = runtime("bench-a", &p);
     let (rb, sb) = runtime("bench-b", &p);
 
@@ -300,7 +324,7 @@ fn main() {
         .register_server(
             &sa,
             LocalEcho,
-            ServerSpec::new(Nanos::us(100), Nanos::us(5)).local_calls(LocalCalls::OnCaller),
+            ServerSpec::new(Nanos::ms(1), Nanos::us(5)).local_calls(LocalCalls::OnCaller),
         )
         .unwrap();
     let mut local = rpc_a
@@ -428,7 +452,14 @@ fn main() {
     let r = |x: &Histogram<u64>, y: &Histogram<u64>, q: f64| {
         x.value_at_quantile(q) as f64 / y.value_at_quantile(q) as f64
     };
-    println!("kernel_latency, {date}");
+    println!(
+        "kernel_latency, {date}; RT core: {}",
+        if a.cooperative {
+            "cooperative"
+        } else {
+            "threads"
+        }
+    );
     println!();
     println!("| path | p50 | p99 | p99.9 | max | n |");
     println!("|---|---:|---:|---:|---:|---:|");
