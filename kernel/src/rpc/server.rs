@@ -60,7 +60,8 @@ pub struct ServerSpec {
     /// Worst-case execution time of one request, including sending a remote caller's
     /// reply: the request's job hands the reply to the overlay itself (one overlay turn,
     /// about [`PER_DATAGRAM_NS`](rtpm_overlay::proto::tasks::PER_DATAGRAM_NS) per
-    /// datagram) unless another job holds the overlay's node at that moment.
+    /// datagram; when another job holds the overlay's node at that moment, that job
+    /// sends it).
     pub wcet: Nanos,
     /// Relative deadline of a request's job (≤ `min_interarrival`); `None`: equal to it.
     pub deadline: Option<Nanos>,

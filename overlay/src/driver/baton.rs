@@ -116,19 +116,6 @@ impl<T> Baton<T> {
         }
     }
 
-    /// Like [`Baton::run`] when the value is free; when another job holds it (or there is
-    /// none), returns `false` at once without leaving `source` orphaned — the caller
-    /// hands its work to `source`'s own task instead.
-    pub(crate) fn try_run(&self, source: u32, turn: impl FnMut(&mut T, u32)) -> bool {
-        match self.slot.take() {
-            Some(v) => {
-                self.serve(v, 1u32 << (source & 31), turn);
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Jobs that left their work to the holder, and turns taken.
     pub(crate) fn counts(&self) -> (u64, u64) {
         (

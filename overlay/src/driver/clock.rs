@@ -55,8 +55,11 @@ pub(crate) fn run(sh: Arc<Shared>, links: Arc<Links>) {
         match sh.due(now) {
             Ok(()) => sh.wake(sh.timer_task),
             Err(at) => {
-                let left = Duration::from_nanos(at.saturating_sub(now));
-                std::thread::park_timeout(left.min(MAX_SLEEP));
+                let left = Duration::from_nanos(at.saturating_sub(now)).min(MAX_SLEEP);
+                if sh.clock_sleeps_until(now.saturating_add(left.as_nanos() as u64)) {
+                    std::thread::park_timeout(left);
+                    sh.clock_awake();
+                }
             }
         }
     }

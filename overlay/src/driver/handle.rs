@@ -376,10 +376,8 @@ impl Driver {
                 } else if in_rt_job() {
                     // an admitted job carries its command out itself (no hand-off to the
                     // command task, a wake-up on the critical path); if another job holds
-                    // the node, the command task does, woken from a general core
-                    if !self.shared.serve_inline(self.shared.command_task) {
-                        self.shared.wake_from_job(self.shared.command_task);
-                    }
+                    // the node, that holder does before it lets go
+                    self.shared.serve_inline(self.shared.command_task);
                 } else {
                     self.shared.wake(self.shared.command_task);
                 }
@@ -401,9 +399,9 @@ impl Driver {
     /// Sends the concatenation of `parts` to `to` on QoS class `class`: queued for the
     /// job holding the node, never blocking (from inside the [`Sink`] the reply leaves in
     /// the same turn). Called from inside an admitted job on an RT core
-    /// ([`in_rt_job`](rtpm_rt::exec::in_rt_job)), the job carries the send out itself when
-    /// no other job holds the node — no hand-off to the command task — so that job's
-    /// budget should cover one overlay turn (about
+    /// ([`in_rt_job`](rtpm_rt::exec::in_rt_job)), the job carries the send out itself — or,
+    /// when another job holds the node, leaves it to that holder — with no hand-off to the
+    /// command task, so that job's budget should cover one overlay turn (about
     /// [`PER_DATAGRAM_NS`](crate::proto::tasks::PER_DATAGRAM_NS) per datagram sent). Refused at once for an unknown class, an oversized message, a node
     /// that has not joined, or a full command queue; refusals by the protocol later (a
     /// full stream) are counted in [`DriverCounters::commands_failed`](super::DriverCounters).

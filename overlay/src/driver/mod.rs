@@ -16,9 +16,10 @@
 //! at the protocol's next deadline (`CLOCK_MONOTONIC`), application commands through a
 //! lock-free queue and their own sporadic task ([`tasks`]) — or, for a command issued
 //! inside another admitted job on an RT core (an RPC server's reply), in that job itself
-//! when no other job holds the node: one hand-off less on a reply's critical path. A
-//! turn sends its first few datagrams from its own thread
-//! ([`rtpm_net::Sap::send_to_now`]) and queues the rest for the reactors, which batch. If the host does not admit
+//! (or by the job holding the node, if one does): one hand-off less on a reply's critical
+//! path. A turn sends its first few datagrams from its own thread
+//! ([`rtpm_net::Sap::send_to_now`]) and queues the rest for the reactors, which batch.
+//! If the host does not admit
 //! them all, the overlay does not start: the error names the task, its declaration and
 //! admission's reason, and no socket was bound.
 //!

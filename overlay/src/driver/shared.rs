@@ -119,6 +119,10 @@ pub(crate) struct Shared {
     pub(crate) place: Mutex<Place>,
     notices: ArrayQueue<Notice>,
     deadline: AtomicU64,
+    /// Until when the clock thread sleeps (0 while it is awake and will read the
+    /// deadline before it sleeps): a new deadline no earlier than that needs no wake-up,
+    /// the clock finds it when it wakes.
+    clock_until: AtomicU64,
     clock: OnceLock<Thread>,
     role: AtomicU8,
     left: AtomicBool,
@@ -158,6 +162,7 @@ impl Shared {
             place: Mutex::new(Place::default()),
             notices: ArrayQueue::new(NOTICES),
             deadline: AtomicU64::new(u64::MAX),
+            clock_until: AtomicU64::new(0),
             clock: OnceLock::new(),
             role: AtomicU8::new(role_code(Role::Idle)),
             left: AtomicBool::new(false),
@@ -178,10 +183,11 @@ impl Shared {
         self.baton.run(i as u32, |e, sources| e.turn(self, sources));
     }
 
-    /// Task `i`'s work done by the calling job, if nobody holds the node: whether it was.
-    pub(crate) fn serve_inline(&self, i: usize) -> bool {
-        self.baton
-            .try_run(i as u32, |e, sources| e.turn(self, sources))
+    /// Task `i`'s work done by the calling admitted job, or — when another job holds the
+    /// node — left to that holder (the baton's orphan rule: it serves it before it lets
+    /// go), without waking task `i`.
+    pub(crate) fn serve_inline(&self, i: usize) {
+        self.baton.run(i as u32, |e, sources| e.turn(self, sources));
     }
 
     /// The heartbeat's job: releases the long-period tasks whose period has passed.
@@ -240,14 +246,37 @@ impl Shared {
     }
 
     /// The protocol's next deadline, for the clock thread (woken when it came closer).
+    ///
+    /// Wakes the clock only when it sleeps past the new deadline: in a request/response
+    /// exchange each send arms a retransmission deadline later than the one the clock
+    /// already sleeps until, so the clock's thread is not woken once per message.
     pub(crate) fn set_deadline(&self, t: Option<Instant>) {
         let t = t.map_or(u64::MAX, |t| t.0);
-        let old = self.deadline.swap(t, Ordering::AcqRel);
-        if t < old
+        // SeqCst pairs with the clock's store of `clock_until` and its load of
+        // `deadline` before it sleeps: one of the two sees the other
+        self.deadline.swap(t, Ordering::SeqCst);
+        if t < self.clock_until.load(Ordering::SeqCst)
             && let Some(c) = self.clock.get()
         {
             c.unpark();
         }
+    }
+
+    /// The clock is about to sleep until `until`: returns false (do not sleep) if a
+    /// deadline before it was set meanwhile.
+    pub(crate) fn clock_sleeps_until(&self, until: u64) -> bool {
+        self.clock_until.store(until, Ordering::SeqCst);
+        if self.deadline.load(Ordering::SeqCst) < until {
+            self.clock_until.store(0, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// The clock is awake: a deadline set now needs no wake-up, the clock reads the
+    /// deadline before it sleeps again.
+    pub(crate) fn clock_awake(&self) {
+        self.clock_until.store(0, Ordering::SeqCst);
     }
 
     /// Takes the deadline if it is due at `now` (the clock then waits for the next).
