@@ -73,14 +73,6 @@ impl std::fmt::Display for BackendKind {
 pub(crate) enum Event {
     /// io_uring: a datagram landed in buffer `bid` (`len` bytes incl. the recvmsg header).
     Datagram { bid: u16, len: u32 },
-    /// io_uring, one-shot receive: a datagram of `len` bytes from `from` landed at the
-    /// start of buffer `bid` (`truncated`: it did not fit).
-    Single {
-        bid: u16,
-        len: u32,
-        from: SocketAddr,
-        truncated: bool,
-    },
     /// epoll: the datagram socket is readable.
     Readable,
     /// io_uring: `len` bytes of stream `conn` landed in buffer `bid`.

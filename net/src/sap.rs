@@ -563,7 +563,6 @@ impl Sap {
                     v6,
                     cfg.ring_entries,
                     per_reactor == 1,
-                    q.mode == crate::config::Mode::Park,
                 )?),
                 BackendKind::Epoll => Arc::new(Epoll::new(
                     core.clone(),

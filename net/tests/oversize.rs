@@ -1,6 +1,7 @@
 //! A datagram larger than the SAP's largest payload is dropped and counted (`truncated`),
-//! and the datagrams around it arrive whole — on both backends, and on io_uring with the
-//! park mode's one-shot receives and the busy-poll mode's multishot receive.
+//! and the datagrams around it arrive whole — on both backends, and on io_uring in park
+//! and busy-poll mode (a datagram beyond the buffer, and one that fits the buffer but not
+//! the payload limit).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 

@@ -698,7 +698,7 @@ impl Backend for Epoll {
                     self.rearm_stream(conn);
                 }
             }
-            Event::Datagram { .. } | Event::Single { .. } | Event::Chunk { .. } => {}
+            Event::Datagram { .. } | Event::Chunk { .. } => {}
         }
     }
 

@@ -85,14 +85,6 @@ pub(crate) fn from_sockaddr_bytes(b: &[u8]) -> Option<SocketAddr> {
     }
 }
 
-/// The address in the first `len` bytes of `st`, as the kernel wrote it.
-pub(crate) fn from_storage(
-    st: &libc::sockaddr_storage,
-    len: libc::socklen_t,
-) -> Option<SocketAddr> {
-    from_sockaddr_bytes(storage_bytes(st, len))
-}
-
 fn storage_bytes(st: &libc::sockaddr_storage, len: libc::socklen_t) -> &[u8] {
     let len = (len as usize).min(size_of::<libc::sockaddr_storage>());
     // SAFETY: reads `len` (clamped to its size) bytes of a live sockaddr_storage as bytes;

@@ -62,9 +62,6 @@ const TX_IOV: usize = 256;
 const HARVEST: usize = 64;
 /// The buffer group of the provided-buffer ring.
 const BGID: u16 = 0;
-/// `IORING_RECVSEND_POLL_FIRST`: a receive arms its poll at once instead of trying the
-/// socket first (the kernel header's value; io-uring does not export it).
-const RECVSEND_POLL_FIRST: u16 = 1;
 /// Name space reserved in a recvmsg buffer: a sockaddr_in6.
 const NAME_LEN: usize = 28;
 
@@ -228,10 +225,6 @@ struct Leader {
     sq_sends: u32,
     /// Completions harvested but not yet handled (when `events` filled up).
     backlog: Vec<(u64, i32, u32)>,
-    /// One-shot UDP receive (see `Uring::oneshot`): the header the kernel reads at
-    /// submission and writes the name length and flags back to, and the name it writes.
-    rx_msg: Box<libc::msghdr>,
-    rx_name: Box<libc::sockaddr_storage>,
 }
 
 /// The io_uring reactor backend (see the module docs).
@@ -245,14 +238,6 @@ pub(crate) struct Uring {
     v6: bool,
     /// One thread serves this ring (single issuer, deferred task work).
     single: bool,
-    /// UDP receives are one-shot `RECVMSG`s, re-armed after each completion (in the next
-    /// enter, which is the one that waits), instead of a multishot one: a multishot
-    /// receive tries the socket again after every datagram before the waiting thread
-    /// returns to user space (UDP does not report what is left, so the kernel cannot know
-    /// it is empty) — one failing `recvmsg` per datagram on the critical path of a
-    /// request/response. For park-mode SAPs without GRO; bulk (GRO) receivers keep
-    /// multishot, which drains a burst in one go.
-    oneshot: bool,
     /// Shutdown ran (by the pool thread for a single-issuer ring).
     finished: std::sync::atomic::AtomicBool,
 }
@@ -329,9 +314,8 @@ impl Uring {
         v6: bool,
         entries: u32,
         single: bool,
-        oneshot: bool,
     ) -> Result<Uring, Error> {
-        on_own_thread(move || Self::new_here(core, endpoint, opts, v6, entries, single, oneshot))
+        on_own_thread(move || Self::new_here(core, endpoint, opts, v6, entries, single))
     }
 
     fn new_here(
@@ -341,7 +325,6 @@ impl Uring {
         v6: bool,
         entries: u32,
         single: bool,
-        oneshot: bool,
     ) -> Result<Uring, Error> {
         let nbufs = core.bufs.count();
         let cq = entries * 8;
@@ -453,7 +436,6 @@ impl Uring {
                 closed: false,
             })
             .collect();
-        let core_gro = core.gro;
         let leader = Leader {
             ring,
             bufring,
@@ -475,9 +457,6 @@ impl Uring {
             inflight: 0,
             sq_sends: 0,
             backlog: Vec::with_capacity(HARVEST),
-            rx_msg: Box::new(empty_msghdr()),
-            // SAFETY: zeroed sockaddr_storage is valid.
-            rx_name: Box::new(unsafe { zeroed() }),
         };
         let this = Uring {
             leader: Claim::new(leader),
@@ -487,7 +466,6 @@ impl Uring {
             opts,
             v6,
             single,
-            oneshot: oneshot && !core_gro,
             finished: std::sync::atomic::AtomicBool::new(false),
         };
         {
@@ -542,25 +520,9 @@ impl Uring {
         }
         match self.endpoint {
             Endpoint::Udp(_) if !st.sock_armed => {
-                let e = if self.oneshot {
-                    // No iovec: the provided buffer is the whole payload area. The kernel
-                    // copies this header at submission and writes the name into
-                    // `rx_name` (read in `cqe` before the next arm).
-                    let name: *mut libc::sockaddr_storage = &mut *st.rx_name;
-                    *st.rx_msg = empty_msghdr();
-                    st.rx_msg.msg_name = name.cast();
-                    st.rx_msg.msg_namelen = NAME_LEN as libc::socklen_t;
-                    opcode::RecvMsg::new(types::Fixed(0), &mut *st.rx_msg)
-                        .buf_group(BGID)
-                        .ioprio(RECVSEND_POLL_FIRST)
-                        .build()
-                        .flags(squeue::Flags::BUFFER_SELECT)
-                        .user_data(ud(K_DGRAM, 0))
-                } else {
-                    opcode::RecvMsgMulti::new(types::Fixed(0), &*self.msg, BGID)
-                        .build()
-                        .user_data(ud(K_DGRAM, 0))
-                };
+                let e = opcode::RecvMsgMulti::new(types::Fixed(0), &*self.msg, BGID)
+                    .build()
+                    .user_data(ud(K_DGRAM, 0));
                 self.push(st, e);
                 st.sock_armed = true;
                 st.inflight += 1;
@@ -1022,23 +984,10 @@ impl Uring {
                 let more = cqueue::more(flags);
                 if res >= 0 {
                     if let Some(bid) = cqueue::buffer_select(flags) {
-                        if self.oneshot {
-                            // The kernel wrote the name and flags before it posted this
-                            // completion; nothing rewrites them before the next arm.
-                            let from = socket::from_storage(&st.rx_name, st.rx_msg.msg_namelen)
-                                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-                            events.push(Event::Single {
-                                bid,
-                                len: res as u32,
-                                from,
-                                truncated: st.rx_msg.msg_flags & libc::MSG_TRUNC != 0,
-                            });
-                        } else {
-                            events.push(Event::Datagram {
-                                bid,
-                                len: res as u32,
-                            });
-                        }
+                        events.push(Event::Datagram {
+                            bid,
+                            len: res as u32,
+                        });
                     }
                 } else if res == -libc::ENOBUFS {
                     st.sock_starved = true;
@@ -1349,23 +1298,6 @@ impl Backend for Uring {
                     }
                 }
             }
-            Event::Single {
-                bid,
-                len,
-                from,
-                truncated,
-            } => {
-                // SAFETY: the completion named `bid`: the kernel wrote it and gave it up.
-                let buf = unsafe { core.bufs.assume_owned(bid) };
-                sink(Completion::Datagram {
-                    buf,
-                    off: 0,
-                    len: (len as usize).min(core.bufs.size() as usize),
-                    from,
-                    truncated,
-                    seg: 0,
-                });
-            }
             Event::Chunk { conn, bid, len } => {
                 // SAFETY: the completion named `bid`: the kernel wrote it and gave it up.
                 let buf = unsafe { core.bufs.assume_owned(bid) };
@@ -1479,10 +1411,7 @@ impl Uring {
             events.clear();
             self.harvest(st, &mut events);
             for ev in events.drain(..) {
-                if let Event::Datagram { bid, .. }
-                | Event::Single { bid, .. }
-                | Event::Chunk { bid, .. } = ev
-                {
+                if let Event::Datagram { bid, .. } | Event::Chunk { bid, .. } = ev {
                     // SAFETY: the completion named `bid`; the kernel gave it up.
                     core.give_back(unsafe { core.bufs.assume_owned(bid) });
                 }
