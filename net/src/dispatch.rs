@@ -162,7 +162,10 @@ impl Outbox<'_> {
             Counters::inc(&core.stats.sent);
             return true;
         }
-        let (h, b) = (&head[done.min(head.len())..], &bytes[done.saturating_sub(head.len())..]);
+        let (h, b) = (
+            &head[done.min(head.len())..],
+            &bytes[done.saturating_sub(head.len())..],
+        );
         let w = core.sendbufs.write(&mut slot);
         w[..h.len()].copy_from_slice(h);
         w[h.len()..h.len() + b.len()].copy_from_slice(b);

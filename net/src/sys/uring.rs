@@ -725,7 +725,9 @@ impl Uring {
         if let Err(e) = st.ring.submitter().register_files_update(1 + conn, &[-1]) {
             tracing::warn!(sap = %core.name, "unregistering connection {conn}: {e}");
         }
-        core.conns[conn as usize].direct.store(-1, Ordering::Relaxed);
+        core.conns[conn as usize]
+            .direct
+            .store(-1, Ordering::Relaxed);
         c.fd = None;
         while let Some((slot, _)) = c.tx.queue.pop_front() {
             core.send_free.push(slot);
@@ -782,7 +784,9 @@ impl Uring {
                     return;
                 }
                 c.closing = true;
-                core.conns[conn as usize].direct.store(-1, Ordering::Relaxed);
+                core.conns[conn as usize]
+                    .direct
+                    .store(-1, Ordering::Relaxed);
                 if c.rx_armed {
                     let e = opcode::AsyncCancel::new(ud(K_STREAM, conn))
                         .build()
@@ -794,7 +798,9 @@ impl Uring {
             Intent::Ended { conn } => {
                 let c = &mut st.conns[conn as usize];
                 c.closing = true;
-                core.conns[conn as usize].direct.store(-1, Ordering::Relaxed);
+                core.conns[conn as usize]
+                    .direct
+                    .store(-1, Ordering::Relaxed);
                 c.ended = true;
                 self.try_finalize(st, conn);
             }
