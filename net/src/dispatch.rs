@@ -77,12 +77,11 @@ pub struct Outbox<'a> {
 impl Outbox<'_> {
     /// Replies to the source of a message (datagram or frame on its connection).
     pub fn reply(&self, to: &Source, bytes: &[u8]) -> Result<(), Error> {
-        if let Source::Datagram { from, shard } = *to
-            && self.send_now(shard, &from, bytes)
-        {
-            return Ok(());
+        match *to {
+            Source::Datagram { from, shard } if self.send_now(shard, &from, bytes) => Ok(()),
+            Source::Stream { conn, .. } if self.write_now(conn, bytes) => Ok(()),
+            _ => self.shared.reply(to, bytes),
         }
-        self.shared.reply(to, bytes)
     }
     /// Sends a datagram to `to` through reactor `shard`'s socket.
     pub fn send_to(&self, shard: u16, to: SocketAddr, bytes: &[u8]) -> Result<(), Error> {
@@ -112,6 +111,79 @@ impl Outbox<'_> {
             Ok(_) => Counters::inc(&core.stats.sent),
             // As a queued datagram refused by a full socket buffer (MSG_DONTWAIT).
             Err(_) => Counters::inc(&core.stats.send_errors),
+        }
+        true
+    }
+}
+
+impl Outbox<'_> {
+    /// The same fast path for a frame on a connection ([`Core::take_lone_stream`]): it
+    /// leaves at once with one non-blocking `sendmsg` (length prefix and payload, no copy)
+    /// instead of a send slot, an intent and an io_uring `SENDMSG` — which on the
+    /// measured VM cost about as much as a UDP `SEND` did over `send(2)`, and a second
+    /// `io_uring_enter` per reply (the send's completion ended the park's wait). A socket
+    /// that takes only part of the frame gets the rest through a send slot reserved
+    /// before the write, queued in [`Core::first`] so it precedes anything queued on the
+    /// connection since: the stream stays whole and in order.
+    fn write_now(&self, conn: ConnId, bytes: &[u8]) -> bool {
+        let core = self.core;
+        if conn.shard != core.shard || bytes.len() > core.max_frame {
+            return false;
+        }
+        let live = core.conns.get(conn.idx as usize).is_some_and(|c| {
+            c.generation.load(Ordering::Acquire) == conn.generation
+                && c.open.load(Ordering::Acquire)
+        });
+        if !live {
+            return false;
+        }
+        let Some(fd) = core.take_lone_stream(conn.idx) else {
+            return false;
+        };
+        let Some(mut slot) = core.send_free.pop() else {
+            return false;
+        };
+        let head = crate::frame::prefix(bytes.len());
+        let total = head.len() + bytes.len();
+        Counters::inc(&core.stats.submits);
+        let done = match crate::sys::socket::send_stream(fd, &head, bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => {
+                // As a queued frame's failed send: the receive side sees the error and
+                // closes the connection.
+                core.send_free.push(slot);
+                Counters::inc(&core.stats.send_errors);
+                return true;
+            }
+        };
+        if done >= total {
+            core.send_free.push(slot);
+            Counters::inc(&core.stats.sent);
+            return true;
+        }
+        let (h, b) = (
+            &head[done.min(head.len())..],
+            &bytes[done.saturating_sub(head.len())..],
+        );
+        let w = core.sendbufs.write(&mut slot);
+        w[..h.len()].copy_from_slice(h);
+        w[h.len()..h.len() + b.len()].copy_from_slice(b);
+        let rest = Intent::SendStream {
+            slot,
+            len: (total - done) as u32,
+            conn: conn.idx,
+            generation: conn.generation,
+        };
+        if let Err(i) = core.first.push(rest) {
+            // Cannot happen (one entry per round, drained by every poll); were it to, the
+            // frame is cut: end the connection rather than send a corrupt stream.
+            tracing::error!(sap = %core.name, conn = conn.idx, "no room for the rest of a direct write; closing the connection");
+            if let Intent::SendStream { slot, .. } = i {
+                core.send_free.push(slot);
+            }
+            Counters::inc(&core.stats.send_errors);
+            let _ = core.push_intent(Intent::Close { conn: conn.idx });
         }
         true
     }

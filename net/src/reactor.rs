@@ -36,7 +36,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -187,6 +187,12 @@ pub(crate) struct Conn {
     /// io_uring: a send is in flight on this connection, and its completion will wake
     /// the leader, which then takes newly queued frames: a sender need not wake it.
     pub tx_busy: AtomicBool,
+    /// io_uring: the connection's socket while it is open, not closing, and served by
+    /// this reactor (-1 otherwise): set and cleared by the reactor's leader, and read only
+    /// by the pool thread of a single-thread reactor (the same thread) for an inline
+    /// handler's direct reply (see [`Core::take_lone_stream`]). epoll leaves it at -1: it
+    /// writes queued frames itself in the next poll, without a ring to go through.
+    pub direct: AtomicI32,
     /// Receive state; held by the one thread processing this connection's completion.
     pub rx: Claim<Rx>,
 }
@@ -221,6 +227,11 @@ pub(crate) struct Core {
     pub sendbufs: Buffers,
     pub send_free: OwnedQueue,
     pub intents: ArrayQueue<Intent>,
+    /// Work that goes before `intents`: the unsent rest of a frame an inline handler
+    /// wrote directly (the socket took only part of it), which must precede every frame
+    /// queued for that connection since. Pushed only by the pool thread of a
+    /// single-thread reactor, so it holds at most one entry per round.
+    pub first: ArrayQueue<Intent>,
     /// Connections paused for lack of buffers.
     pub stalled: ArrayQueue<u32>,
     pub conns: Box<[Conn]>,
@@ -296,6 +307,7 @@ impl Core {
                     generation: AtomicU32::new(0),
                     open: AtomicBool::new(false),
                     tx_busy: AtomicBool::new(false),
+                    direct: AtomicI32::new(-1),
                     rx: Claim::new(Rx {
                         framer: Framer::new(s.max_frame),
                         peer: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -316,6 +328,7 @@ impl Core {
             sendbufs,
             send_free,
             intents: ArrayQueue::new((s.send_slots + 2 * s.max_connections) as usize + 64),
+            first: ArrayQueue::new(4),
             stalled: ArrayQueue::new(s.max_connections as usize),
             conns,
             conn_free,
@@ -361,6 +374,25 @@ impl Core {
     pub(crate) fn take_lone(&self) -> Option<std::os::fd::RawFd> {
         let fd = self.udp_fd?;
         (self.lone.swap(false, Ordering::Relaxed) && self.intents.is_empty()).then_some(fd)
+    }
+
+    /// Takes the permission to write one frame on connection `conn` at once, from an
+    /// inline handler on the pool thread: granted, as [`Core::take_lone`], for a round of
+    /// one event on a single-thread reactor, when the backend publishes the connection's
+    /// socket ([`Conn::direct`]) and nothing of ours is queued or in flight on it — no
+    /// intent waits and no send is in flight (io_uring keeps a connection's queue empty
+    /// unless a send is in flight) — so the frame cannot overtake one of ours.
+    pub(crate) fn take_lone_stream(&self, conn: u32) -> Option<std::os::fd::RawFd> {
+        let c = self.conns.get(conn as usize)?;
+        if !self.lone.swap(false, Ordering::Relaxed) {
+            return None;
+        }
+        let fd = c.direct.load(Ordering::Relaxed);
+        (fd >= 0
+            && self.intents.is_empty()
+            && self.first.is_empty()
+            && !c.tx_busy.load(Ordering::SeqCst))
+        .then_some(fd)
     }
 
     /// Makes a leader blocked in the kernel come back (no-op when none is).

@@ -543,7 +543,11 @@ impl Backend for Epoll {
                 core.starved.store(true, Ordering::SeqCst);
             }
         }
-        // 2. Work from other threads, sends batched.
+        // 2. Work from other threads, sends batched (`first` is empty here: this backend
+        // publishes no connection for direct writes, but the contract drains it first).
+        while let Some(i) = core.first.pop() {
+            self.intent(st, i, events);
+        }
         for _ in 0..core.intents.capacity() {
             if events.len() >= events.capacity() {
                 break;

@@ -630,6 +630,34 @@ pub(crate) fn send_datagram(fd: RawFd, bytes: &[u8], to: Option<&SocketAddr>) ->
     }
 }
 
+/// Writes a frame's `head` then `body` on a stream socket with one non-blocking
+/// `sendmsg` (`MSG_DONTWAIT | MSG_NOSIGNAL`: a broken connection is an error, not a
+/// SIGPIPE); returns bytes written, which may be fewer than both (a full send buffer).
+pub(crate) fn send_stream(fd: RawFd, head: &[u8], body: &[u8]) -> io::Result<usize> {
+    let mut iov = [
+        libc::iovec {
+            iov_base: head.as_ptr().cast_mut().cast(),
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_ptr().cast_mut().cast(),
+            iov_len: body.len(),
+        },
+    ];
+    // SAFETY: msghdr is a plain C struct; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
+    // SAFETY: `msg` names two iovecs over `head` and `body`, live and readable for their
+    // lengths until this returns; sendmsg only reads them.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Writes the `(pointer, length)` pieces in order (non-blocking); returns bytes written.
 ///
 /// The pieces are raw because they are send slots owned by the leader's transmit state

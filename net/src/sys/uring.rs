@@ -609,6 +609,9 @@ impl Uring {
             return;
         }
         let c = &mut st.conns[idx as usize];
+        core.conns[idx as usize]
+            .direct
+            .store(fd.as_raw_fd(), Ordering::Relaxed);
         c.fd = Some(fd);
         c.closing = false;
         c.ended = false;
@@ -722,6 +725,9 @@ impl Uring {
         if let Err(e) = st.ring.submitter().register_files_update(1 + conn, &[-1]) {
             tracing::warn!(sap = %core.name, "unregistering connection {conn}: {e}");
         }
+        core.conns[conn as usize]
+            .direct
+            .store(-1, Ordering::Relaxed);
         c.fd = None;
         while let Some((slot, _)) = c.tx.queue.pop_front() {
             core.send_free.push(slot);
@@ -778,6 +784,9 @@ impl Uring {
                     return;
                 }
                 c.closing = true;
+                core.conns[conn as usize]
+                    .direct
+                    .store(-1, Ordering::Relaxed);
                 if c.rx_armed {
                     let e = opcode::AsyncCancel::new(ud(K_STREAM, conn))
                         .build()
@@ -789,6 +798,9 @@ impl Uring {
             Intent::Ended { conn } => {
                 let c = &mut st.conns[conn as usize];
                 c.closing = true;
+                core.conns[conn as usize]
+                    .direct
+                    .store(-1, Ordering::Relaxed);
                 c.ended = true;
                 self.try_finalize(st, conn);
             }
@@ -1157,6 +1169,9 @@ impl Backend for Uring {
             && let Some((slot, len, to)) = st.deferred.take()
         {
             self.queue_datagram(st, slot, len, to);
+        }
+        while let Some(i) = core.first.pop() {
+            self.intent(st, i, events);
         }
         for n in 0..core.intents.capacity() {
             if events.len() >= events.capacity() || st.deferred.is_some() {
