@@ -475,6 +475,75 @@ fn leader_promotion_udp_accounting(b: BackendChoice) {
     assert_eq!(handled + s.kernel_drops, N as u64 + 1, "{s:?}");
 }
 
+/// `Sap::send_to_now`: a datagram sent from the caller's thread arrives and is counted as
+/// sent, and never overtakes one queued before it for the reactor (mixed with `send_to`,
+/// every datagram arrives in the order it was sent).
+fn direct_sends_arrive_in_order(backend: BackendChoice) {
+    skip_unless!(backend_available(backend));
+    let mut rx_cfg = udp("now-rx", backend);
+    // room for everything sent below, so order is all that is tested
+    rx_cfg.qos.queue_depth = 4096;
+    let receiver = Sap::bind(rx_cfg).unwrap();
+    let to = receiver.local_addr().unwrap();
+    let consumer = receiver.consumer(0).unwrap();
+    let sender = Sap::bind(udp("now-tx", backend)).unwrap();
+
+    // A lone direct send: it leaves from this thread and is counted as sent.
+    sender.send_to_now(to, b"lone").unwrap();
+    let d = consumer.wait(LONG).expect("the lone datagram within 20 s");
+    assert_eq!(d.bytes(), b"lone");
+    drop(d);
+    assert_eq!(sender.stats().sent, 1);
+
+    // Queued and direct sends interleaved in rounds (a direct send right behind a queued
+    // one finds it still queued, in flight, or gone): every datagram arrives, in order.
+    // A reader takes them as they come, so the receiver's buffers never run out.
+    let rounds = 3000u32;
+    let total: u32 = (0..rounds).map(|r| 2 + r % 3).sum();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::with_capacity(total as usize);
+        while got.len() < total as usize {
+            match consumer.wait(LONG) {
+                Some(d) => got.push(u32::from_be_bytes(d.bytes().try_into().unwrap())),
+                None => break,
+            }
+        }
+        (got, consumer)
+    });
+    let mut seq = 0u32;
+    for r in 0..rounds {
+        for _ in 0..1 + r % 3 {
+            sender.send_to(to, &seq.to_be_bytes()).unwrap();
+            seq += 1;
+        }
+        sender.send_to_now(to, &seq.to_be_bytes()).unwrap();
+        seq += 1;
+        if r % 40 == 39 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let (got, consumer) = reader.join().unwrap();
+    drop(consumer);
+    let rs = receiver.stats();
+    assert_eq!(
+        got.len(),
+        seq as usize,
+        "{} of {seq} arrived within 20 s; receiver: {rs:?}",
+        got.len()
+    );
+    if let Some(i) = got.iter().enumerate().position(|(i, v)| *v != i as u32) {
+        panic!(
+            "out of order at {i} ({backend:?}): {:?}",
+            &got[i.saturating_sub(3)..(i + 4).min(got.len())]
+        );
+    }
+    let st = sender.stats();
+    assert_eq!(st.sent, 1 + u64::from(seq), "{st:?}");
+    assert_eq!(st.send_errors, 0, "{st:?}");
+    sender.shutdown();
+    receiver.shutdown();
+}
+
 macro_rules! suite {
     ($m:ident, $b:expr) => {
         mod $m {
@@ -542,6 +611,10 @@ macro_rules! suite {
             #[test]
             fn leader_promotion_udp_accounted() {
                 leader_promotion_udp_accounting($b)
+            }
+            #[test]
+            fn direct_sends_arrive_in_order() {
+                super::direct_sends_arrive_in_order($b)
             }
         }
     };
