@@ -2,7 +2,7 @@
 //! backends, for UDP datagrams, TCP frames, and UDP GRO bursts split into handles — the
 //! latter also with an rtpm-net GSO sender (send → segment → receive → split → return).
 //!
-//! A counting global allocator counts every allocation in the process while a window of
+//! A counting global allocator counts every allocation, reallocation and deallocation in the process while a window of
 //! messages flows: the reactor threads receive and dispatch, a plain consumer thread pops
 //! and gives the handles back, and a sender thread writes with std sockets (which do not
 //! allocate per call). Everything these threads need is made before the window opens.
@@ -13,7 +13,6 @@
 #[path = "net/common.rs"]
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,32 +20,16 @@ use std::time::Duration;
 
 use common::*;
 use rtpm_net::{BackendChoice, DropPolicy, Sap};
-
-struct Counting;
+use rtpm_tests::alloc::Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
-// SAFETY: forwards every call unchanged to the system allocator; the counter is a relaxed
-// atomic that never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.realloc(p, l, n) }
-    }
+fn count() {
+    ALLOCS.fetch_add(1, Ordering::Relaxed);
 }
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting = Counting::new(count);
 
 const WARM: u64 = 2_000;
 const WINDOW: u64 = 20_000;

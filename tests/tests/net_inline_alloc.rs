@@ -2,44 +2,28 @@
 //! both backends: receive → inline handler → reply, for UDP datagrams and TCP frames, one
 //! request in flight (the path where the reply leaves at once from the handler).
 //!
-//! A counting global allocator counts every allocation in the process while a window of
+//! A counting global allocator counts every allocation, reallocation and deallocation in the
+//! process while a window of
 //! round trips runs; the client uses std sockets with fixed buffers (no allocation per
 //! call). One `#[test]` runs every case in turn, so no other test allocates meanwhile.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rtpm_net::{BackendChoice, Sap, SapConfig, Transport};
-
-struct Counting;
+use rtpm_tests::alloc::Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
-// SAFETY: forwards every call unchanged to the system allocator; the counter is a relaxed
-// atomic that never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.realloc(p, l, n) }
-    }
+fn count() {
+    ALLOCS.fetch_add(1, Ordering::Relaxed);
 }
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting = Counting::new(count);
 
 const WARM: u32 = 2_000;
 const WINDOW: u32 = 20_000;
