@@ -2,8 +2,9 @@
 //! backends, for UDP datagrams, TCP frames, and UDP GRO bursts split into handles — the
 //! latter also with an rtpm-net GSO sender (send → segment → receive → split → return).
 //!
-//! A counting global allocator counts every allocation, reallocation and deallocation in the process while a window of
-//! messages flows: the reactor threads receive and dispatch, a plain consumer thread pops
+//! A counting global allocator counts every allocation, reallocation and deallocation in
+//! the process while a window of messages flows: the reactor threads receive and
+//! dispatch, a plain consumer thread pops
 //! and gives the handles back, and a sender thread writes with std sockets (which do not
 //! allocate per call). Everything these threads need is made before the window opens.
 //! One `#[test]` runs the cases in turn so no other test allocates meanwhile.
