@@ -99,7 +99,8 @@ fn args() -> Args {
                 Some("cooperative") => a.cooperative = true,
                 other => {
                     eprintln!(
-                        "kernel_latency: --dispatch takes `threads` or `cooperative`, not {other:?}"
+                        "kernel_latency: --dispatch takes `threads` or `cooperative`, not `{}`",
+                        other.unwrap_or("")
                     );
                     std::process::exit(2)
                 }
