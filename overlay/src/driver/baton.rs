@@ -75,9 +75,9 @@ impl<T> Baton<T> {
     /// and those orphaned meanwhile); repeats while sources are orphaned during a turn.
     /// Returns at once, leaving `source` orphaned for the holder, when another job holds
     /// the value, or when there is none (stopped).
-    pub(crate) fn run(&self, source: u32, turn: impl FnMut(&mut T, u32)) {
+    pub(crate) fn run(&self, source: u32, mut turn: impl FnMut(&mut T, u32)) {
         let mine = 1u32 << (source & 31);
-        let v = match self.slot.take() {
+        let mut v = match self.slot.take() {
             Some(v) => v,
             None => {
                 self.orphans.fetch_or(mine, Ordering::SeqCst);
@@ -91,12 +91,7 @@ impl<T> Baton<T> {
                 }
             }
         };
-        self.serve(v, mine, turn);
-    }
-
-    /// The holder's loop: turns for `sources` and whatever is orphaned meanwhile, until
-    /// the value is back in the slot with no orphan left (or another job took it).
-    fn serve(&self, mut v: Box<T>, mut sources: u32, mut turn: impl FnMut(&mut T, u32)) {
+        let mut sources = mine;
         loop {
             sources |= self.orphans.swap(0, Ordering::SeqCst);
             self.turns.fetch_add(1, Ordering::Relaxed);

@@ -402,9 +402,10 @@ impl Driver {
     /// ([`in_rt_job`](rtpm_rt::exec::in_rt_job)), the job carries the send out itself — or,
     /// when another job holds the node, leaves it to that holder — with no hand-off to the
     /// command task, so that job's budget should cover one overlay turn (about
-    /// [`PER_DATAGRAM_NS`](crate::proto::tasks::PER_DATAGRAM_NS) per datagram sent). Refused at once for an unknown class, an oversized message, a node
-    /// that has not joined, or a full command queue; refusals by the protocol later (a
-    /// full stream) are counted in [`DriverCounters::commands_failed`](super::DriverCounters).
+    /// [`PER_DATAGRAM_NS`](crate::proto::tasks::PER_DATAGRAM_NS) per datagram sent).
+    /// Refused at once for an unknown class, an oversized message, a node that has not
+    /// joined, or a full command queue; refusals by the protocol later (a full stream)
+    /// are counted in [`DriverCounters::commands_failed`](super::DriverCounters).
     pub fn send(&self, to: PeerId, class: u8, parts: &[&[u8]]) -> Result<(), Error> {
         if !self.classes.iter().any(|c| c.class == class) {
             return Err(Error::Command {

@@ -19,9 +19,8 @@
 //! (or by the job holding the node, if one does): one hand-off less on a reply's critical
 //! path. A turn sends its first few datagrams from its own thread
 //! ([`rtpm_net::Sap::send_to_now`]) and queues the rest for the reactors, which batch.
-//! If the host does not admit
-//! them all, the overlay does not start: the error names the task, its declaration and
-//! admission's reason, and no socket was bound.
+//! If the host does not admit them all, the overlay does not start: the error names the
+//! task, its declaration and admission's reason, and no socket was bound.
 //!
 //! **One owner.** The node is touched by one job at a time, without a lock: it is handed
 //! between jobs through one atomic word (a swap takes it, a swap puts it back), and a job

@@ -180,12 +180,12 @@ impl Shared {
         if let Some(w) = self.wakes.get(i) {
             w.disarm();
         }
-        self.baton.run(i as u32, |e, sources| e.turn(self, sources));
+        self.serve_inline(i);
     }
 
-    /// Task `i`'s work done by the calling admitted job, or — when another job holds the
-    /// node — left to that holder (the baton's orphan rule: it serves it before it lets
-    /// go), without waking task `i`.
+    /// Task `i`'s work done by the calling job (task `i`'s own, or another admitted job),
+    /// or — when another job holds the node — left to that holder (the baton's orphan
+    /// rule: it serves it before it lets go), without waking task `i`.
     pub(crate) fn serve_inline(&self, i: usize) {
         self.baton.run(i as u32, |e, sources| e.turn(self, sources));
     }
