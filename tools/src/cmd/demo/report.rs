@@ -327,6 +327,15 @@ impl Report {
              Deadline misses of the tasks: {} (vehicles' publishing, coordinator's requests), {} (overlay and event tasks)",
             self.task_misses, self.other_task_misses
         );
+        if self.task_misses + self.other_task_misses > 0 {
+            let _ = writeln!(
+                o,
+                "  (The {} peers share this machine's one RT core, and each peer's admission \
+                 counts only its own tasks: a job of one peer can be preempted by another's. \
+                 With one runtime per RT core, as on separate machines, admission accounts for every task on it.)",
+                self.peers
+            );
+        }
         let _ = writeln!(o);
         let r = &self.rpc;
         let _ = writeln!(
@@ -511,5 +520,39 @@ mod tests {
         .text();
         assert!(text.contains("3 issued, 1 answered, 1 timeouts, 1 not found"));
         assert!(text.contains("no position reached the coordinator"));
+        // no task missed: no explanation of misses
+        assert!(!text.contains("share this machine's one RT core"));
+    }
+
+    #[test]
+    fn task_misses_come_with_why_they_can_happen_here() {
+        let text = Report {
+            peers: 5,
+            cells: 2,
+            super_peers: 2,
+            duration_s: 1.0,
+            streams: Vec::new(),
+            all_streams_us: Micros::default(),
+            samples: 0,
+            rpc: rpcs(
+                &[],
+                &Window {
+                    start_ns: 0,
+                    end_ns: 1000,
+                    kill_ns: None,
+                },
+            )
+            .unwrap(),
+            task_misses: 0,
+            other_task_misses: 3,
+            repair: None,
+            notes: vec![],
+        }
+        .text();
+        assert!(text.contains("0 (vehicles' publishing, coordinator's requests), 3 (overlay"));
+        assert!(
+            text.contains("The 5 peers share this machine's one RT core"),
+            "{text}"
+        );
     }
 }
