@@ -23,7 +23,12 @@
 //! `CLOCK_MONOTONIC` times; code that needs "now" takes a [`time::Clock`], so a simulated
 //! clock can replace the real one.
 //!
-//! Operating-system calls live in `sys`, so `unsafe` is confined there.
+//! **Queues between priorities.** [`mpmc::Queue`] is a bounded MPMC queue whose `pop`
+//! never waits for a `push` in progress, for queues that jobs of different priorities on
+//! one RT core share (a waiting `pop` would spin forever on a preempted pusher).
+//!
+//! Operating-system calls live in `sys`, so `unsafe` is confined there (and in
+//! [`mpmc`], whose slots are raw memory handed over by sequence numbers).
 
 pub mod admission;
 pub mod config;
@@ -43,3 +48,4 @@ pub use sys::futex;
 pub use error::{Error, Result};
 pub mod exec;
 pub mod hist;
+pub mod mpmc;

@@ -9,7 +9,7 @@
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 
-use crossbeam_queue::ArrayQueue;
+use rtpm_rt::mpmc::Queue;
 
 use crate::proto::{Member, PeerId};
 
@@ -73,18 +73,24 @@ impl LookupSlot {
 }
 
 /// The command queue and its buffer pool.
+///
+/// Both are [`Queue`]s, whose `pop` never waits for a `push` in progress: a job that
+/// takes commands (the command task's, or any admitted job carrying out its own send)
+/// may preempt a lower-priority job of the same RT core inside its `push`, and must not
+/// spin on it. It sees the queue empty instead; that pusher serves or wakes the command
+/// task once its push is done.
 #[derive(Debug)]
 pub(crate) struct Commands {
-    queue: ArrayQueue<Command>,
-    pool: ArrayQueue<Vec<u8>>,
+    queue: Queue<Command>,
+    pool: Queue<Vec<u8>>,
 }
 
 impl Commands {
     /// A queue of `cap` commands.
     pub(crate) fn new(cap: usize) -> Commands {
         Commands {
-            queue: ArrayQueue::new(cap.max(1)),
-            pool: ArrayQueue::new(POOL),
+            queue: Queue::new(cap.max(1)),
+            pool: Queue::new(POOL),
         }
     }
 

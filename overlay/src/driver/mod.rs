@@ -27,11 +27,12 @@
 //! that finds it taken leaves its work to the holder instead of waiting ([`baton`]). What
 //! one turn does is in [`engine`].
 //!
-//! **Known limit.** Commands and wake-ups go through crossbeam `ArrayQueue`s, whose `pop`
-//! waits (spinning, then `sched_yield`) for a `push` it overtook half-way. A thread that
-//! calls [`Driver::send`] on an RT core at a lower priority than the overlay's tasks, and
-//! is preempted inside the push, can therefore hold up the overlay's job on that core.
-//! Send from the general cores, or from inside the [`Sink`] (the holder's own thread).
+//! **Queues between priorities.** Commands and their buffers go through
+//! [`rtpm_rt::mpmc::Queue`]s, whose `pop` never waits for a `push` in progress: jobs of
+//! different priorities on one RT core send, and a job that preempted another inside its
+//! push sees that command later (the pusher serves it, or wakes the command task, once
+//! its push is done) instead of spinning on it. (crossbeam's `ArrayQueue`, used before,
+//! waits there — under SCHED_FIFO, forever; `rtpm demo` hung on it once.)
 //!
 //! **The application** holds a [`Driver`]: `send` (non-blocking, queued), `publish`,
 //! `unpublish`, `lookup` (bounded wait), `place`/`status`, and `leave` (announced). Messages
