@@ -500,42 +500,76 @@ fn direct_sends_arrive_in_order(backend: BackendChoice) {
     // A reader takes them as they come, so the receiver's buffers never run out.
     let rounds = 3000u32;
     let total: u32 = (0..rounds).map(|r| 2 + r % 3).sum();
+    let sent_all = Arc::new(AtomicBool::new(false));
+    let done = Arc::clone(&sent_all);
     let reader = std::thread::spawn(move || {
         let mut got = Vec::with_capacity(total as usize);
-        while got.len() < total as usize {
-            match consumer.wait(LONG) {
-                Some(d) => got.push(u32::from_be_bytes(d.bytes().try_into().unwrap())),
-                None => break,
+        let until = std::time::Instant::now() + LONG;
+        // until all arrived, or the sender is done and nothing came for a second (the
+        // rest was dropped by the kernel), or 20 s
+        let mut quiet = 0;
+        while got.len() < total as usize && std::time::Instant::now() < until && quiet < 10 {
+            match consumer.wait(Duration::from_millis(100)) {
+                Some(d) => {
+                    got.push(u32::from_be_bytes(d.bytes().try_into().unwrap()));
+                    quiet = 0;
+                }
+                None if done.load(Ordering::SeqCst) => quiet += 1,
+                None => {}
             }
         }
         (got, consumer)
     });
+    // a full send queue (the reactor behind on a loaded machine) is back-pressure: retry
+    let send = |now: bool, v: u32| loop {
+        let r = if now {
+            sender.send_to_now(to, &v.to_be_bytes())
+        } else {
+            sender.send_to(to, &v.to_be_bytes())
+        };
+        match r {
+            Ok(()) => break,
+            Err(rtpm_net::Error::SendQueueFull { .. }) => {
+                std::thread::sleep(Duration::from_micros(100))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
     let mut seq = 0u32;
     for r in 0..rounds {
         for _ in 0..1 + r % 3 {
-            sender.send_to(to, &seq.to_be_bytes()).unwrap();
+            send(false, seq);
             seq += 1;
         }
-        sender.send_to_now(to, &seq.to_be_bytes()).unwrap();
+        send(true, seq);
         seq += 1;
-        if r % 40 == 39 {
+        if r % 20 == 19 {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    sent_all.store(true, Ordering::SeqCst);
     let (got, consumer) = reader.join().unwrap();
     drop(consumer);
     let rs = receiver.stats();
+    // UDP may lose datagrams when the receiving socket's buffer is full (a loaded
+    // machine): those are counted by the kernel, and every other one arrives
     assert_eq!(
-        got.len(),
-        seq as usize,
+        got.len() as u64 + rs.kernel_drops,
+        u64::from(seq),
         "{} of {seq} arrived within 20 s; receiver: {rs:?}",
         got.len()
     );
-    if let Some(i) = got.iter().enumerate().position(|(i, v)| *v != i as u32) {
+    // the order holds: never a datagram after a later one
+    if let Some(i) = got.windows(2).position(|w| w[1] <= w[0]) {
         panic!(
             "out of order at {i} ({backend:?}): {:?}",
             &got[i.saturating_sub(3)..(i + 4).min(got.len())]
         );
+    }
+    // every datagram was sent once (a parked reactor may count its last completions late)
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while sender.stats().sent < 1 + u64::from(seq) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
     }
     let st = sender.stats();
     assert_eq!(st.sent, 1 + u64::from(seq), "{st:?}");
