@@ -34,10 +34,10 @@ pub struct Queue<T> {
     tail: CachePadded<AtomicUsize>,
 }
 
-// SAFETY: items move between threads through the queue (hence `T: Send`); a slot's value
-// is touched only by the one thread whose compare-and-swap won that slot's position, and
-// the slot's sequence number (release on hand-over, acquire before use) orders those
-// accesses, so sharing `&Queue` across threads is sound.
+// Items move between threads through the queue (hence `T: Send`); a slot's value is
+// touched only by the one thread whose compare-and-swap won that slot's position, and the
+// slot's sequence number (release on hand-over, acquire before use) orders those accesses.
+// SAFETY: by the above, sharing `&Queue` across threads is sound.
 unsafe impl<T: Send> Sync for Queue<T> {}
 // SAFETY: as above; the queue owns its items.
 unsafe impl<T: Send> Send for Queue<T> {}
@@ -103,9 +103,9 @@ impl<T> Queue<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        // SAFETY: winning the CAS for `pos` makes this thread the only one
-                        // that touches the slot until it publishes `pos + 1` below; the
-                        // slot is free (its sequence said so), so nothing is overwritten.
+                        // Winning the CAS for `pos` makes this thread the only one that
+                        // touches the slot until it publishes `pos + 1` below.
+                        // SAFETY: exclusive access (above); the slot is free, per its sequence.
                         unsafe { (*slot.value.get()).write(value) };
                         slot.seq.store(pos.wrapping_add(1), Ordering::Release);
                         return Ok(());
@@ -137,10 +137,10 @@ impl<T> Queue<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        // SAFETY: the sequence `pos + 1` (acquired above) says the push at
-                        // `pos` finished writing; winning the CAS makes this thread the
-                        // only reader, and the slot is marked free for the next lap only
-                        // after the value was moved out.
+                        // The sequence `pos + 1` (acquired above) says the push at `pos`
+                        // finished writing; winning the CAS makes this thread the only
+                        // reader, and the slot is freed for the next lap only after this.
+                        // SAFETY: initialised and exclusively ours, per the above.
                         let value = unsafe { (*slot.value.get()).assume_init_read() };
                         slot.seq
                             .store(pos.wrapping_add(self.slots.len()), Ordering::Release);
