@@ -3,10 +3,13 @@
 //! crossbeam-channel handoff to a thread blocked in `recv` on the same core at the same
 //! SCHED_FIFO priority, measured in the same run.
 //!
-//! First the two are measured alternately, in blocks, into HDR histograms, and their
-//! percentiles are printed (target: executor p99 ≤ channel p99); then criterion
+//! First the two are measured alternately, one activation of each in turn, into HDR
+//! histograms, and their percentiles are printed (target: executor p99 ≤ channel p99); then criterion
 //! measures the mean of each. The producer paces one activation every 200 µs, so each
 //! one finds the consumer asleep: this is the wake-up path, not a queue backlog.
+//!
+//! `RTPM_SPORADIC_SAMPLES=N` sets how many activations of each the percentiles come from
+//! (10,000 by default; each pair takes 0.4 ms).
 //!
 //! Needs SCHED_FIFO and two CPUs. The machine is a shared, loaded 2-core VM: read the
 //! figures as same-run ratios.
@@ -136,6 +139,26 @@ fn channel_block(c: &Channel, n: u64) {
     wait_for(&c.done, target);
 }
 
+/// `n` activations of each, alternated one by one (executor, channel, executor, ...),
+/// each `PACE` after the one before: both see the same moments of the machine.
+fn interleaved_block(e: &Executor1, c: &Channel, n: u64) {
+    let (te, tc) = (
+        e.done.load(Ordering::Acquire) + n,
+        c.done.load(Ordering::Acquire) + n,
+    );
+    let mut next = std::time::Instant::now();
+    for i in 0..n {
+        next += PACE;
+        let _ = e.act.activate(i);
+        pace_until(next);
+        next += PACE;
+        let _ = c.tx.send(MonotonicClock.now().as_nanos());
+        pace_until(next);
+    }
+    wait_for(&e.done, te);
+    wait_for(&c.done, tc);
+}
+
 fn show(label: &str, p: &Percentiles) {
     eprintln!(
         "  {label:<26} min {:>7.1}  p50 {:>7.1}  p90 {:>7.1}  p99 {:>7.1}  p99.9 {:>7.1}  max {:>8.1} us  ({} samples)",
@@ -162,6 +185,18 @@ fn benches(c: &mut Criterion) {
         eprintln!("exec_sporadic: SKIPPED: needs two CPUs");
         return;
     }
+    let samples = match std::env::var("RTPM_SPORADIC_SAMPLES") {
+        Ok(v) => match v.parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!(
+                    "exec_sporadic: RTPM_SPORADIC_SAMPLES={v:?} is not a positive whole number"
+                );
+                return;
+            }
+        },
+        Err(_) => 10_000,
+    };
     for (name, model) in [
         ("threads", Dispatch::Threads),
         ("cooperative", Dispatch::Cooperative),
@@ -171,12 +206,9 @@ fn benches(c: &mut Criterion) {
             return;
         };
         let mut ch = start_channel(cpu, prio);
-        // HDR percentiles, alternating blocks of 1,000 activations.
-        let blocks = 10;
-        for _ in 0..blocks {
-            executor_block(&e, 1000);
-            channel_block(&ch, 1000);
-        }
+        // HDR percentiles: 10,000 activations of each (RTPM_SPORADIC_SAMPLES), alternated
+        // one by one.
+        interleaved_block(&e, &ch, samples);
         let exec_hist: Histogram<u64> = e.exec.stats(e.id).unwrap().histograms.release_latency;
         let chan_hist = ch.hist.snapshot().unwrap();
         let (pe, pc) = (Percentiles::of(&exec_hist), Percentiles::of(&chan_hist));

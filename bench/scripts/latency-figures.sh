@@ -7,6 +7,9 @@
 #   SHIELD=1 bench/scripts/latency-figures.sh       (the same inside `rtpm shield`: the rest of
 #                                                    the system moved off the RT core; undone
 #                                                    on exit)
+#   INTERLEAVE=slices bench/scripts/latency-figures.sh   (baseline in alternate 1 s slices
+#                                                    instead of wake-ups alternating with the
+#                                                    executor's, the default)
 #
 # Each run writes OUT_DIR/<name>/{executor,baseline,cyclictest}.hgrm, latency.svg,
 # result.json (the --json object) and table.txt (the human table).
@@ -15,6 +18,7 @@ cd "$(dirname "$0")/../.."
 out=${1:-target/latency-figures}
 duration=${DURATION:-60s}
 short=${SHORT_DURATION:-30s}
+interleave=${INTERLEAVE:-releases}
 bench/scripts/install-load-tools.sh
 cargo build --release -p rtpm-tools
 rtpm=target/release/rtpm
@@ -27,7 +31,7 @@ run() {
   local name=$1; shift
   echo "== $name: rtpm latency $*" >&2
   mkdir -p "$out/$name"
-  "$rtpm" latency "$@" --out "$out/$name" --json >"$out/$name/result.json"
+  "$rtpm" latency "$@" --interleave "$interleave" --out "$out/$name" --json >"$out/$name/result.json"
   python3 - "$out/$name/result.json" >"$out/$name/table.txt" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

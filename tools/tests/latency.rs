@@ -30,6 +30,7 @@ fn bad_flags_exit_2_and_name_the_flag() {
         (vec!["latency", "--slice", "1ms"], "--slice"),
         (vec!["latency", "--interval", "fast"], "fast"),
         (vec!["latency", "--model", "async"], "async"),
+        (vec!["latency", "--interleave", "rounds"], "rounds"),
         (
             vec!["latency", "--config", "/nonexistent-rtpm-dir"],
             "cores",
@@ -53,6 +54,7 @@ fn help_teaches_the_options() {
         "--model",
         "--load",
         "--baseline",
+        "--interleave",
         "--compare-cyclictest",
         "--json",
         "--out",
@@ -68,7 +70,17 @@ fn a_short_run_prints_the_json_object_and_writes_the_files() {
         eprintln!("SKIPPED: needs SCHED_FIFO and two CPUs");
         return;
     }
-    let out_dir = std::env::temp_dir().join(format!("rtpm-latency-cli-{}", std::process::id()));
+    for interleave in ["releases", "slices"] {
+        short_run(interleave);
+    }
+}
+
+/// A 0.6 s run of two tasks with the baseline interleaved by `interleave`.
+fn short_run(interleave: &str) {
+    let out_dir = std::env::temp_dir().join(format!(
+        "rtpm-latency-cli-{}-{interleave}",
+        std::process::id()
+    ));
     let (code, out, err) = rtpm(&[
         "latency",
         "--duration",
@@ -78,11 +90,13 @@ fn a_short_run_prints_the_json_object_and_writes_the_files() {
         "--tasks",
         "2",
         "--baseline",
+        "--interleave",
+        interleave,
         "--json",
         "--out",
         out_dir.to_str().unwrap(),
     ]);
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 0, "{interleave}: {err}");
     assert!(
         err.contains("rtpm latency:"),
         "no progress on stderr: {err}"
@@ -95,7 +109,10 @@ fn a_short_run_prints_the_json_object_and_writes_the_files() {
             assert!(v[side][key].is_u64(), "{side}.{key} missing: {out}");
         }
         // Two tasks every 1 ms for 0.6 s.
-        assert!(v[side]["samples"].as_u64().unwrap() > 800, "{out}");
+        assert!(
+            v[side]["samples"].as_u64().unwrap() > 800,
+            "{interleave}: {out}"
+        );
         assert!(v[side]["p50_ns"].as_u64() <= v[side]["p99_ns"].as_u64());
     }
     for key in ["p50", "p99", "p999"] {

@@ -95,11 +95,12 @@ impl<P: Copy + Send + 'static> Activator<P> {
     #[inline]
     pub fn push(&self, payload: P) -> Result<(), Dropped<P>> {
         let q = &self.inner;
+        q.stats.count_activation();
+        // Its arrival is the moment it goes into the queue.
         let item = Pending {
             payload,
             arrival: MonotonicClock.now(),
         };
-        q.stats.count_activation();
         match q.drop {
             DropPolicy::Newest => match q.queue.push(item) {
                 Ok(()) => Ok(()),

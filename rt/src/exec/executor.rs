@@ -251,6 +251,12 @@ impl Executor {
         self.cores.iter().map(|c| c.config.cpu).collect()
     }
 
+    /// The instant periodic releases are aligned to: a periodic task's releases are
+    /// `epoch + offset + k·period` (from the first that comes after its runner starts).
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// The best-effort pool on the general cores.
     pub fn pool(&self) -> Option<&Pool> {
         self.pool.as_ref()

@@ -121,6 +121,24 @@ pub fn spin(d: Nanos) {
     }
 }
 
+/// Spins until the calling thread has used `d` of CPU time (`CLOCK_THREAD_CPUTIME_ID`):
+/// a job body that needs a known amount of CPU, however long it is preempted.
+pub fn spin_cpu(d: Nanos) {
+    let cpu = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    let end = cpu() + d.get();
+    while cpu() < end {
+        std::hint::spin_loop();
+    }
+}
+
 /// The CPU the calling thread runs on.
 pub fn current_cpu() -> usize {
     // SAFETY: sched_getcpu takes no arguments and touches no memory of ours.

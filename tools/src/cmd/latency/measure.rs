@@ -5,11 +5,15 @@
 //! run for the slice, the executor stops, and every task's release-latency histogram
 //! (job start − release) joins the total.
 //!
-//! **Baseline slice:** cyclictest's method, in this process: `N` plain threads, each at
-//! the SCHED_FIFO priority its executor task had (the dispatcher's, in the cooperative
+//! **Baseline:** cyclictest's method, in this process: `N` plain threads, each at the
+//! SCHED_FIFO priority its executor task had (the dispatcher's, in the cooperative
 //! model), pinned to the same core, with memory locked, sleeping with
-//! `clock_nanosleep(TIMER_ABSTIME)` on the same release times and recording
-//! `now − release` after each wake-up.
+//! `clock_nanosleep(TIMER_ABSTIME)` on releases of the same period and recording
+//! `now − release` after each wake-up. It runs either in its own slice, after the
+//! executor's ([`Interleave::Slices`]), or during the executor's slice, each thread
+//! released half a spacing after its executor task ([`Interleave::Releases`]): the
+//! core then sees executor, baseline, executor, ... wake-ups, `interval / 2N` apart, as
+//! cyclictest's own threads share a core when it runs several.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -24,6 +28,15 @@ use rtpm_rt::thread::{Policy, ThreadBuilder};
 use rtpm_rt::time::{Clock, Instant, MonotonicClock, Nanos, sleep_until};
 
 use super::load;
+
+/// How the baseline alternates with the executor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Interleave {
+    /// Both run at once, their wake-ups alternating on the core.
+    Releases,
+    /// Whole slices alternate: the executor's, then the baseline's.
+    Slices,
+}
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -42,6 +55,8 @@ pub struct Plan {
     pub interval: Nanos,
     /// Run a SCHED_IDLE spinner on the RT core (builtin load with --share-idle).
     pub idle_hog: bool,
+    /// Whether (and how) the baseline runs.
+    pub baseline: Option<Interleave>,
 }
 
 impl Plan {
@@ -77,7 +92,7 @@ impl Totals {
     }
 }
 
-/// Runs the executor for `len`.
+/// Runs the executor for `len` (and the baseline with it, under [`Interleave::Releases`]).
 pub fn executor_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), String> {
     let mut exec = Executor::start(ExecConfig::new(plan.partition.clone()))
         .map_err(|e| format!("the executor did not start: {e}"))?;
@@ -112,7 +127,15 @@ pub fn executor_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), 
         pool.submit_idle(load::spinner(Arc::clone(&stop_idle)))
             .map_err(|e| e.to_string())?;
     }
-    std::thread::sleep(len);
+    if plan.baseline == Some(Interleave::Releases) {
+        // Half a spacing after each executor task: interval / 2N.
+        let shift = Nanos(plan.interval.get() / (2 * plan.tasks as u64));
+        let end = MonotonicClock.now().add(Nanos::from_duration(len));
+        let priorities = t.priorities.clone();
+        run_baseline(plan, exec.epoch(), shift, end, &priorities, &mut t.baseline)?;
+    } else {
+        std::thread::sleep(len);
+    }
     stop_idle.store(true, std::sync::atomic::Ordering::Relaxed);
     let report = exec.stop().map_err(|e| e.to_string())?;
     for task in &report.tasks {
@@ -130,25 +153,44 @@ pub fn executor_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), 
     Ok(())
 }
 
-/// Runs the cyclictest-method baseline for `len`.
+/// Runs the cyclictest-method baseline alone for `len` ([`Interleave::Slices`]).
 pub fn baseline_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), String> {
-    rtpm_rt::thread::lock_memory().map_err(|e| e.to_string())?;
-    // cyclictest's method includes its idle-latency request (0: idle CPUs poll), which
-    // the executor holds too (ExecConfig::idle_latency); without root neither has it.
-    let _idle_latency = rtpm_rt::thread::hold_idle_latency(Nanos(0)).ok();
     let stop_idle = Arc::new(AtomicBool::new(false));
     let idle = if plan.idle_hog {
         Some(load::idle_thread(&stop_idle, plan.cpu)?)
     } else {
         None
     };
-    let epoch = MonotonicClock.now();
-    let end = epoch.add(Nanos::from_duration(len));
+    let now = MonotonicClock.now();
+    let end = now.add(Nanos::from_duration(len));
+    let priorities = t.priorities.clone();
+    let r = run_baseline(plan, now, Nanos::ZERO, end, &priorities, &mut t.baseline);
+    stop_idle.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(th) = idle {
+        let _ = th.join();
+    }
+    r
+}
+
+/// Runs the baseline's threads until `end`, thread `i` released at `epoch + shift +
+/// offset(i) + k·interval`, and adds what they measured to `into`.
+fn run_baseline(
+    plan: &Plan,
+    epoch: Instant,
+    shift: Nanos,
+    end: Instant,
+    priorities: &[u8],
+    into: &mut Histogram<u64>,
+) -> Result<(), String> {
+    rtpm_rt::thread::lock_memory().map_err(|e| e.to_string())?;
+    // cyclictest's method includes its idle-latency request (0: idle CPUs poll), which
+    // the executor holds too (ExecConfig::idle_latency); without root neither has it.
+    let _idle_latency = rtpm_rt::thread::hold_idle_latency(Nanos(0)).ok();
     let mut threads = Vec::new();
     for i in 0..plan.tasks {
-        let priority = t.priorities.get(i).copied().unwrap_or(plan.band_hi);
+        let priority = priorities.get(i).copied().unwrap_or(plan.band_hi);
         let interval = plan.interval;
-        let offset = plan.offset(i);
+        let offset = Nanos(plan.offset(i).get() + shift.get());
         let th = ThreadBuilder::new(format!("baseline-{i}"))
             .policy(Policy::Fifo { priority })
             .affinity(CpuSet::single(plan.cpu))
@@ -163,11 +205,7 @@ pub fn baseline_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), 
             .join()
             .map_err(|_| "a baseline thread panicked".to_string())?;
         let snap = h.snapshot().map_err(|e| e.to_string())?;
-        t.baseline.add(&snap).map_err(|e| format!("{e:?}"))?;
-    }
-    stop_idle.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(th) = idle {
-        let _ = th.join();
+        into.add(&snap).map_err(|e| format!("{e:?}"))?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{BAD_INPUT, NO, OK};
 use load::Load;
-use measure::{Plan, Totals};
+use measure::{Interleave, Plan, Totals};
 
 /// The execution model to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -35,12 +35,16 @@ pub enum Model {
 /// N periodic tasks with empty bodies run on the first RT core (fixed priority, in the
 /// chosen model), each released every INTERVAL on absolute CLOCK_MONOTONIC times; the
 /// latency of a job is its start minus its release. With --baseline, the same process
-/// alternates, in slices on the same core, with a plain loop using cyclictest's method
-/// (SCHED_FIFO at the same priority, absolute clock_nanosleep, mlockall), and prints the
-/// ratios executor/baseline at each percentile. --compare-cyclictest also runs the real
+/// alternates on the same core with a plain loop using cyclictest's method (SCHED_FIFO
+/// at the same priority, absolute clock_nanosleep, mlockall), and prints the ratios
+/// executor/baseline at each percentile. By default (--interleave releases) both run at
+/// once and their wake-ups alternate, the baseline's half a spacing after the
+/// executor's, so a stall of the machine falls on both alike; --interleave slices
+/// alternates whole --slice periods instead. --compare-cyclictest also runs the real
 /// cyclictest (rt-tests) with matching parameters afterwards, as a third column.
 ///
-/// DURATION is measured on each side: with --baseline the run takes about twice as long.
+/// DURATION is measured on each side: with --baseline --interleave slices the run takes
+/// about twice as long.
 /// Needs SCHED_FIFO (root or CAP_SYS_NICE) and two CPUs (one rt, one general). Files go
 /// to --out: executor.hgrm, baseline.hgrm, cyclictest.hgrm (HdrHistogram percentile
 /// distributions, µs) and latency.svg. Progress goes to stderr.
@@ -77,7 +81,12 @@ pub struct LatencyArgs {
     /// Also run the real cyclictest (rt-tests) with matching parameters.
     #[arg(long)]
     compare_cyclictest: bool,
-    /// How long each alternating slice lasts.
+    /// How the baseline alternates with the executor: `releases` runs both at once, their
+    /// wake-ups alternating on the core; `slices` alternates whole slices.
+    #[arg(long, value_enum, default_value_t = Interleave::Releases)]
+    interleave: Interleave,
+    /// How long each slice lasts (the executor restarts between slices; with
+    /// --interleave slices the baseline runs its own slice after each).
     #[arg(long, value_name = "DURATION", default_value = "1s")]
     slice: Nanos,
     /// Print one JSON object on stdout instead of the table.
@@ -158,6 +167,7 @@ pub fn run(a: LatencyArgs) -> u8 {
         tasks: a.tasks,
         interval: a.interval,
         idle_hog: a.share_idle && a.load == Load::Builtin,
+        baseline: a.baseline.then_some(a.interleave),
         partition: partition.clone(),
     };
     if a.compare_cyclictest && !cyclictest::installed() {
@@ -177,7 +187,7 @@ pub fn run(a: LatencyArgs) -> u8 {
         Err(e) => return bad(e),
     };
     eprintln!(
-        "rtpm latency: {} task(s) every {} on CPU {} ({:?} model, SCHED_FIFO band top {}), load: {}{}, {} per side in {} slices",
+        "rtpm latency: {} task(s) every {} on CPU {} ({:?} model, SCHED_FIFO band top {}), load: {}{}, {} per side in {} slices{}",
         a.tasks,
         a.interval,
         plan.cpu,
@@ -186,7 +196,12 @@ pub fn run(a: LatencyArgs) -> u8 {
         running_load.description,
         if a.share_idle { ", share_idle on" } else { "" },
         a.duration,
-        a.slice
+        a.slice,
+        match plan.baseline {
+            Some(Interleave::Releases) => ", baseline wake-ups alternating with the executor's",
+            Some(Interleave::Slices) => ", baseline in alternate slices",
+            None => "",
+        }
     );
     let mut totals = match Totals::new() {
         Ok(t) => t,
@@ -201,7 +216,7 @@ pub fn run(a: LatencyArgs) -> u8 {
         if let Err(e) = measure::executor_slice(&plan, len, &mut totals) {
             return fail(e);
         }
-        if a.baseline
+        if plan.baseline == Some(Interleave::Slices)
             && let Err(e) = measure::baseline_slice(&plan, len, &mut totals)
         {
             return fail(e);
