@@ -52,9 +52,10 @@ impl<T> std::fmt::Debug for Queue<T> {
 }
 
 impl<T> Queue<T> {
-    /// A queue of `capacity` items (at least one).
+    /// A queue of `capacity` items, at least two: in a ring of one slot, "holds the item
+    /// of this lap" and "free for the next lap" would be the same sequence number.
     pub fn new(capacity: usize) -> Queue<T> {
-        let cap = capacity.max(1);
+        let cap = capacity.max(2);
         Queue {
             slots: (0..cap)
                 .map(|i| Slot {
@@ -117,6 +118,81 @@ impl<T> Queue<T> {
                 return Err(value);
             } else {
                 pos = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Appends `value`, evicting the oldest item when the queue is full. Never waits.
+    ///
+    /// `Ok(None)`: appended. `Ok(Some(old))`: appended in the slot of `old`, the oldest
+    /// item, which is handed back. `Err(value)`: the queue is full and its oldest slot is
+    /// being taken by a pop, or filled by a push or another eviction, that has not
+    /// finished; waiting for it could wait forever (that thread may be one this one has
+    /// preempted), so `value` is handed back instead, as if the policy were
+    /// drop-newest.
+    pub fn force_push(&self, value: T) -> Result<Option<T>, T> {
+        let cap = self.slots.len();
+        let mut pos = self.tail.load(Ordering::SeqCst);
+        loop {
+            let slot = self.slot(pos);
+            let seq = slot.seq.load(Ordering::Acquire);
+            let dif = seq.wrapping_sub(pos) as isize;
+            if dif == 0 {
+                match self.tail.compare_exchange_weak(
+                    pos,
+                    pos.wrapping_add(1),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // As in `push`: the CAS for `pos` makes the slot ours alone.
+                        // SAFETY: exclusive access (above); the slot is free, per its sequence.
+                        unsafe { (*slot.value.get()).write(value) };
+                        slot.seq.store(pos.wrapping_add(1), Ordering::Release);
+                        return Ok(None);
+                    }
+                    Err(now) => pos = now,
+                }
+            } else if dif > 0 {
+                // `tail` moved on since it was read
+                pos = self.tail.load(Ordering::SeqCst);
+            } else {
+                let oldest = pos.wrapping_sub(cap);
+                if seq != oldest.wrapping_add(1) {
+                    // the slot's last push has not finished
+                    return Err(value);
+                }
+                // The slot holds the item pushed at `oldest`, finished. If it is also
+                // still unpopped (`head == oldest`), claiming it by moving `head` makes
+                // the slot ours: no pop can reach it (head is past it), and no push can
+                // (its sequence says full) — so `tail` stays at `pos` until we move it.
+                if self
+                    .head
+                    .compare_exchange(
+                        oldest,
+                        oldest.wrapping_add(1),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    )
+                    .is_err()
+                {
+                    // A pop took it first, or `tail` moved on since it was read. Go on
+                    // if either left a way forward; give up if the pop has not freed
+                    // the slot yet.
+                    let now = self.tail.load(Ordering::SeqCst);
+                    if now == pos && slot.seq.load(Ordering::Acquire) != pos {
+                        return Err(value);
+                    }
+                    pos = now;
+                    continue;
+                }
+                // SAFETY: the slot is ours alone (above) and holds an initialised item.
+                let old = unsafe { (*slot.value.get()).assume_init_read() };
+                // SAFETY: as above; the read left the slot logically empty.
+                unsafe { (*slot.value.get()).write(value) };
+                self.tail.store(pos.wrapping_add(1), Ordering::SeqCst);
+                slot.seq.store(pos.wrapping_add(1), Ordering::Release);
+                return Ok(Some(old));
             }
         }
     }
@@ -250,6 +326,108 @@ mod tests {
             .into_iter()
             .flat_map(|c| c.join().unwrap())
             .collect();
+        all.sort_unstable();
+        assert_eq!(all.len() as u64, 3 * per);
+        assert!(all.iter().enumerate().all(|(i, v)| *v == i as u64));
+    }
+
+    #[test]
+    fn force_push_evicts_the_oldest_when_full() {
+        let q = Queue::new(3);
+        assert_eq!(q.force_push(0), Ok(None));
+        assert_eq!(q.force_push(1), Ok(None));
+        assert_eq!(q.force_push(2), Ok(None));
+        assert_eq!(q.force_push(3), Ok(Some(0)));
+        assert_eq!(q.force_push(4), Ok(Some(1)));
+        assert_eq!(q.len(), 3);
+        assert_eq!((q.pop(), q.pop()), (Some(2), Some(3)));
+        assert_eq!(q.force_push(5), Ok(None));
+        assert_eq!(q.force_push(6), Ok(None));
+        assert_eq!(q.force_push(7), Ok(Some(4)));
+        assert_eq!(
+            (q.pop(), q.pop(), q.pop(), q.pop()),
+            (Some(5), Some(6), Some(7), None)
+        );
+        // the smallest queue: one asked for holds two
+        let small = Queue::new(1);
+        assert_eq!(small.capacity(), 2);
+        for i in 0..100u32 {
+            let evicted = small.force_push(i).unwrap();
+            assert_eq!(evicted, i.checked_sub(2));
+        }
+        assert_eq!(
+            (small.pop(), small.pop(), small.pop()),
+            (Some(98), Some(99), None)
+        );
+    }
+
+    #[test]
+    fn force_push_hands_the_new_item_back_instead_of_waiting_for_a_pop() {
+        let q: Queue<u32> = Queue::new(2);
+        q.push(1).unwrap();
+        q.push(2).unwrap();
+        // a pop claims position 0 (moves head) and is "preempted" before freeing the slot
+        q.head.store(1, Ordering::SeqCst);
+        assert_eq!(
+            q.force_push(3),
+            Err(3),
+            "force_push must not wait for the pop"
+        );
+        // the pop finishes
+        // SAFETY: this test owns position 0, claimed above.
+        let v = unsafe { (*q.slots[0].value.get()).assume_init_read() };
+        assert_eq!(v, 1);
+        q.slots[0].seq.store(2, Ordering::Release);
+        assert_eq!(q.force_push(3), Ok(None));
+        assert_eq!(q.force_push(4), Ok(Some(2)));
+        assert_eq!((q.pop(), q.pop(), q.pop()), (Some(3), Some(4), None));
+    }
+
+    #[test]
+    fn force_push_across_threads_loses_nothing_and_takes_nothing_twice() {
+        // Three producers force-push into a small queue while two consumers pop: every
+        // item ends exactly once — popped, evicted or handed back.
+        let q = Arc::new(Queue::new(8));
+        let per = 50_000u64;
+        let producers: Vec<_> = (0..3u64)
+            .map(|p| {
+                let q = Arc::clone(&q);
+                std::thread::spawn(move || {
+                    let mut out = Vec::new();
+                    for i in 0..per {
+                        match q.force_push(p * per + i) {
+                            Ok(None) => {}
+                            Ok(Some(old)) => out.push(old),
+                            Err(back) => out.push(back),
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let (q, done) = (Arc::clone(&q), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        let finished = done.load(Ordering::SeqCst);
+                        match q.pop() {
+                            Some(v) => got.push(v),
+                            None if finished => return got,
+                            None => std::hint::spin_loop(),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = producers
+            .into_iter()
+            .flat_map(|p| p.join().unwrap())
+            .collect();
+        done.store(true, Ordering::SeqCst);
+        all.extend(consumers.into_iter().flat_map(|c| c.join().unwrap()));
         all.sort_unstable();
         assert_eq!(all.len() as u64, 3 * per);
         assert!(all.iter().enumerate().all(|(i, v)| *v == i as u64));

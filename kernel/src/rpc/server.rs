@@ -8,6 +8,13 @@
 //! its activation and each job takes one, the activation queue never holds more entries
 //! than the mailbox, so a request accepted into the mailbox always gets its job.
 //!
+//! The mailbox never makes a job wait for a push ([`rtpm_rt::mpmc::Queue`]): a caller
+//! of lower priority on the same RT core may be preempted by the request task in the
+//! middle of its push, which under SCHED_FIFO would never finish while the job waited.
+//! A job that finds the oldest request still being pushed takes nothing and, if
+//! requests are queued, activates the task again, so the activation it used is given
+//! back and every accepted request still gets its job.
+//!
 //! [`LocalCalls`] says how requests from the same runtime are run: as jobs of the
 //! request task (the default: isolated on the RT core, admitted and budgeted), or on the
 //! caller's thread (collocated: no hand-off at all, the caller's own task pays for the
@@ -17,7 +24,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crossbeam_queue::ArrayQueue;
 use rtpm_rt::exec::{Activator, Job, OverrunPolicy, TaskOptions, TaskSpec};
 use rtpm_rt::time::{Clock, MonotonicClock, Nanos};
 
@@ -67,7 +73,7 @@ pub struct ServerSpec {
     pub deadline: Option<Nanos>,
     /// How local requests run.
     pub local: LocalCalls,
-    /// Requests waiting at most (the mailbox and activation queue capacity).
+    /// Requests waiting at most (the mailbox and activation queue capacity; at least 2).
     pub queue: usize,
     /// What an overrunning request does to the task.
     pub overrun: OverrunPolicy,
@@ -115,7 +121,8 @@ impl ServerSpec {
         self
     }
 
-    /// With room for `n` queued requests.
+    /// With room for `n` queued requests (at least 2: a lock-free queue that never
+    /// waits needs two slots).
     #[must_use]
     pub fn queue(mut self, n: usize) -> ServerSpec {
         self.queue = n;
@@ -156,6 +163,7 @@ struct Counters {
     not_allowed: AtomicU64,
     malformed: AtomicU64,
     unsent: AtomicU64,
+    retried: AtomicU64,
 }
 
 /// A snapshot of a server's counters.
@@ -184,6 +192,9 @@ pub struct ServerStats {
     pub malformed: u64,
     /// Replies to other nodes the network refused to send (their callers time out).
     pub replies_unsent: u64,
+    /// Jobs that found the oldest request still being pushed and activated the task
+    /// again (see the module documentation).
+    pub retried: u64,
 }
 
 /// A registered server's endpoint. See the [module documentation](self).
@@ -193,7 +204,7 @@ pub(crate) struct Endpoint {
     server: Arc<dyn RpcServer>,
     pub(crate) local: LocalCalls,
     pub(crate) wcet: Nanos,
-    mailbox: ArrayQueue<Envelope>,
+    mailbox: rtpm_rt::mpmc::Queue<Envelope>,
     activator: OnceLock<Activator<()>>,
     open: AtomicBool,
     counters: Counters,
@@ -313,6 +324,15 @@ impl Endpoint {
     /// passed), and sends the reply of a two-way request.
     fn serve_one(&self) {
         let Some(env) = self.mailbox.pop() else {
+            // The oldest request's push has not finished (see the module documentation):
+            // hand the activation back for a later job.
+            if self.is_open()
+                && !self.mailbox.is_empty()
+                && let Some(act) = self.activator.get()
+            {
+                self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                let _ = act.activate(());
+            }
             return;
         };
         let Envelope {
@@ -408,6 +428,7 @@ impl Endpoint {
             not_allowed: l(&c.not_allowed),
             malformed: l(&c.malformed),
             replies_unsent: l(&c.unsent),
+            retried: l(&c.retried),
         }
     }
 }
@@ -438,7 +459,7 @@ impl<S: RpcServer> RpcUserService<S> {
             server: Arc::clone(&server) as Arc<dyn RpcServer>,
             local: spec.local,
             wcet: spec.wcet,
-            mailbox: ArrayQueue::new(spec.queue.max(1)),
+            mailbox: rtpm_rt::mpmc::Queue::new(spec.queue.max(1)),
             activator: OnceLock::new(),
             open: AtomicBool::new(true),
             counters: Counters::default(),

@@ -2,10 +2,18 @@
 //!
 //! An [`Activator`] is a cheap, cloneable, `Send + Sync` handle. Any thread (a network
 //! reactor, a timer, another task) pushes a small `Copy` payload into the task's bounded
-//! lock-free queue (crossbeam's `ArrayQueue`) and wakes the task's RT core. The
-//! producer never blocks and never allocates: a full queue drops one activation per the
-//! task's [`DropPolicy`], counts it, and hands the dropped payload back, so a buffer
-//! handle inside it can be recycled.
+//! lock-free queue ([`crate::mpmc::Queue`]) and wakes the task's RT core. The producer
+//! never blocks and never allocates: a full queue drops one activation per the task's
+//! [`DropPolicy`], counts it, and hands the dropped payload back, so a buffer handle
+//! inside it can be recycled.
+//!
+//! Neither side ever waits for the other. The task's runner may preempt a producer in the
+//! middle of its push (a lower-priority task of the same core activating it): its pop
+//! then finds nothing rather than spinning until the push completes (which it could not,
+//! under SCHED_FIFO — crossbeam's `ArrayQueue`, used before, spins there), and the
+//! producer's wake-up after its push makes the runner look again. Under
+//! [`DropPolicy::Oldest`], a push that finds the oldest activation being taken at that
+//! moment drops the new one instead (it is counted and handed back the same way).
 //!
 //! Each activation carries its arrival time. The RT side releases it no earlier than
 //! the minimum inter-arrival time after the task's previous release (after the release
@@ -14,11 +22,10 @@
 
 use std::sync::Arc;
 
-use crossbeam_queue::ArrayQueue;
-
 use super::options::DropPolicy;
 use super::stats::TaskStats;
 use super::wake::WakeWord;
+use crate::mpmc::Queue;
 use crate::time::{Clock, Instant, MonotonicClock};
 
 /// An activation waiting in the queue.
@@ -49,7 +56,7 @@ impl WakeRoute {
 /// The queue shared by the producers and the task.
 #[derive(Debug)]
 pub(crate) struct ActivationQueue<P> {
-    pub(crate) queue: ArrayQueue<Pending<P>>,
+    pub(crate) queue: Queue<Pending<P>>,
     pub(crate) drop: DropPolicy,
     pub(crate) stats: Arc<TaskStats>,
     pub(crate) route: WakeRoute,
@@ -59,7 +66,8 @@ pub(crate) struct ActivationQueue<P> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dropped<P> {
     /// The payload that was dropped: the new one ([`DropPolicy::Newest`]) or the oldest
-    /// queued one ([`DropPolicy::Oldest`]).
+    /// queued one ([`DropPolicy::Oldest`]; the new one when the oldest was being taken
+    /// at that moment, see the [module documentation](self)).
     pub payload: P,
     /// Whether it was the new activation.
     pub newest: bool,
@@ -113,12 +121,19 @@ impl<P: Copy + Send + 'static> Activator<P> {
                 }
             },
             DropPolicy::Oldest => match q.queue.force_push(item) {
-                None => Ok(()),
-                Some(evicted) => {
+                Ok(None) => Ok(()),
+                Ok(Some(evicted)) => {
                     q.stats.count_drop();
                     Err(Dropped {
                         payload: evicted.payload,
                         newest: false,
+                    })
+                }
+                Err(back) => {
+                    q.stats.count_drop();
+                    Err(Dropped {
+                        payload: back.payload,
+                        newest: true,
                     })
                 }
             },

@@ -347,7 +347,7 @@ impl Executor {
             core: core_signal.zip(adm.slot.map(|s| s as u32)),
         };
         let queue = Arc::new(ActivationQueue {
-            queue: crossbeam_queue::ArrayQueue::new(options.queue_capacity),
+            queue: crate::mpmc::Queue::new(options.queue_capacity),
             drop: options.drop,
             stats: Arc::clone(&adm.shared.stats),
             route,

@@ -36,7 +36,8 @@ pub struct TaskOptions {
     pub overrun: OverrunPolicy,
     /// What a full activation queue drops (sporadic tasks).
     pub drop: DropPolicy,
-    /// The activation queue's capacity (sporadic tasks), at least 1.
+    /// The activation queue's capacity (sporadic tasks), at least 1; a queue asked for
+    /// 1 holds 2 ([`crate::mpmc::Queue`] needs two slots to tell full from free).
     pub queue_capacity: usize,
 }
 
@@ -61,7 +62,8 @@ impl TaskOptions {
         self.drop = p;
         self
     }
-    /// With an activation queue of `n` entries.
+    /// With an activation queue of `n` entries (1 is taken as 2, see
+    /// [`TaskOptions::queue_capacity`](struct@TaskOptions)).
     pub fn queue_capacity(mut self, n: usize) -> TaskOptions {
         self.queue_capacity = n;
         self
