@@ -7,6 +7,7 @@
 #   SHIELD=1 bench/scripts/latency-figures.sh       (the same inside `rtpm shield`: the rest of
 #                                                    the system moved off the RT core; undone
 #                                                    on exit)
+#   CYCLICTEST=0 bench/scripts/latency-figures.sh   (without the real cyclictest's column)
 #   INTERLEAVE=slices bench/scripts/latency-figures.sh   (baseline in alternate 1 s slices
 #                                                    instead of wake-ups alternating with the
 #                                                    executor's, the default)
@@ -19,6 +20,8 @@ out=${1:-target/latency-figures}
 duration=${DURATION:-60s}
 short=${SHORT_DURATION:-30s}
 interleave=${INTERLEAVE:-releases}
+compare=--compare-cyclictest
+if [ "${CYCLICTEST:-1}" = 0 ]; then compare=; fi
 bench/scripts/install-load-tools.sh
 cargo build --release -p rtpm-tools
 rtpm=target/release/rtpm
@@ -46,8 +49,8 @@ for key, label in (("min_ns", "min"), ("p50_ns", "p50"), ("p90_ns", "p90"), ("p9
 PY
   cat "$out/$name/table.txt" >&2
 }
-run threads-idle       --model threads     --load none      --duration "$duration" --baseline --compare-cyclictest
-run cooperative-idle   --model cooperative --load none      --duration "$duration" --baseline --compare-cyclictest
+run threads-idle       --model threads     --load none      --duration "$duration" --baseline $compare
+run cooperative-idle   --model cooperative --load none      --duration "$duration" --baseline $compare
 run threads-stress     --model threads     --load stress-ng --duration "$duration" --baseline
 run cooperative-stress --model cooperative --load stress-ng --duration "$duration" --baseline
 run threads-builtin        --model threads --load builtin --duration "$short" --baseline

@@ -200,22 +200,20 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     );
     if !h.is_empty() {
+        // TotalCount is cumulative: the values recorded up to this row's value.
+        let mut total = 0u64;
         for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
             let q = v.quantile_iterated_to();
             let value = v.value_iterated_to() as f64 / 1000.0;
             if q < 1.0 {
                 let _ = writeln!(
                     out,
-                    "{value:>12.3} {q:>2.12} {:>10} {:>14.2}",
-                    v.count_since_last_iteration(),
+                    "{value:>12.3} {q:>2.12} {total:>10} {:>14.2}",
                     1.0 / (1.0 - q)
                 );
             } else {
-                let _ = writeln!(
-                    out,
-                    "{value:>12.3} {q:>2.12} {:>10}",
-                    v.count_since_last_iteration()
-                );
+                let _ = writeln!(out, "{value:>12.3} {q:>2.12} {total:>10}");
             }
         }
     }
@@ -308,6 +306,14 @@ mod tests {
         assert!(text.starts_with("       Value"));
         assert!(text.contains("#[Max     ="));
         assert!(text.contains("Total count    =         1000"));
+        // TotalCount is cumulative: it never falls and ends at the number of samples.
+        let totals: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+            .collect();
+        assert!(totals.len() > 10, "{text}");
+        assert!(totals.windows(2).all(|w| w[0] <= w[1]), "{totals:?}");
+        assert_eq!(totals.last(), Some(&1000));
         assert_eq!(Percentiles::of(&empty().unwrap()), Percentiles::default());
     }
 }

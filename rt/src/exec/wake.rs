@@ -17,8 +17,15 @@ use crate::time::Instant;
 /// A futex word with a sleeper count.
 #[derive(Debug, Default)]
 pub struct WakeWord {
-    seq: CachePadded<AtomicU32>,
-    sleepers: CachePadded<AtomicU32>,
+    inner: CachePadded<Inner>,
+}
+
+/// Both halves on one cache line: a producer's wake-up touches both (bump, then look for
+/// sleepers), and so does the sleeper, so one line moves between their cores, not two.
+#[derive(Debug, Default)]
+struct Inner {
+    seq: AtomicU32,
+    sleepers: AtomicU32,
 }
 
 impl WakeWord {
@@ -30,26 +37,26 @@ impl WakeWord {
     /// The current sequence number, to pass to [`WakeWord::wait`] after checking the
     /// condition.
     pub fn seq(&self) -> u32 {
-        self.seq.load(Ordering::SeqCst)
+        self.inner.seq.load(Ordering::SeqCst)
     }
 
     /// Sleeps until woken after `seen`, or until `deadline` (absolute `CLOCK_MONOTONIC`;
     /// `None`: no timeout). May return early; callers re-check their condition.
     pub fn wait(&self, seen: u32, deadline: Option<Instant>) {
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        if self.seq.load(Ordering::SeqCst) == seen {
-            sys::futex::wait(&self.seq, seen, deadline.map(Instant::as_nanos));
+        self.inner.sleepers.fetch_add(1, Ordering::SeqCst);
+        if self.inner.seq.load(Ordering::SeqCst) == seen {
+            sys::futex::wait(&self.inner.seq, seen, deadline.map(Instant::as_nanos));
         }
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.inner.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Wakes the sleeper, if any. Never blocks; makes a system call only when someone
     /// sleeps.
     #[inline]
     pub fn wake(&self) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            sys::futex::wake(&self.seq, i32::MAX);
+        self.inner.seq.fetch_add(1, Ordering::SeqCst);
+        if self.inner.sleepers.load(Ordering::SeqCst) > 0 {
+            sys::futex::wake(&self.inner.seq, i32::MAX);
         }
     }
 }

@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use rtpm_rt::config::{Dispatch, Partition};
 use rtpm_rt::cpu::CpuSet;
 use rtpm_rt::exec::{ExecConfig, Executor, Job, TaskOptions, TaskSpec};
-use rtpm_rt::hist::AtomicHistogram;
+use rtpm_rt::hist::{AtomicHistogram, Percentiles};
 use rtpm_rt::thread::{Policy, ThreadBuilder};
 use rtpm_rt::time::{Clock, Instant, MonotonicClock, Nanos, sleep_until};
 
@@ -92,8 +92,23 @@ impl Totals {
     }
 }
 
-/// Runs the executor for `len` (and the baseline with it, under [`Interleave::Releases`]).
-pub fn executor_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), String> {
+/// What [`executor_slice`] reports while it runs under [`Interleave::Releases`]: the
+/// time measured so far and both sides' percentiles.
+pub type Progress<'a> = &'a mut dyn FnMut(Duration, Percentiles, Percentiles);
+
+/// How often [`executor_slice`] reports progress under [`Interleave::Releases`].
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the executor for `len`, and under [`Interleave::Releases`] the baseline with it
+/// (then one slice covers the whole run, so that neither side's start or stop falls
+/// among the other's measured wake-ups more than once, and `progress` is told how it
+/// goes).
+pub fn executor_slice(
+    plan: &Plan,
+    len: Duration,
+    t: &mut Totals,
+    progress: Progress<'_>,
+) -> Result<(), String> {
     let mut exec = Executor::start(ExecConfig::new(plan.partition.clone()))
         .map_err(|e| format!("the executor did not start: {e}"))?;
     let core = exec
@@ -130,9 +145,31 @@ pub fn executor_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), 
     if plan.baseline == Some(Interleave::Releases) {
         // Half a spacing after each executor task: interval / 2N.
         let shift = Nanos(plan.interval.get() / (2 * plan.tasks as u64));
-        let end = MonotonicClock.now().add(Nanos::from_duration(len));
+        let start = MonotonicClock.now();
+        let end = start.add(Nanos::from_duration(len));
         let priorities = t.priorities.clone();
-        run_baseline(plan, exec.epoch(), shift, end, &priorities, &mut t.baseline)?;
+        let baseline = Baseline::spawn(plan, exec.epoch(), shift, end, &priorities)?;
+        loop {
+            let now = MonotonicClock.now();
+            if now >= end {
+                break;
+            }
+            std::thread::sleep(PROGRESS_EVERY.min(end.since(now).to_duration()));
+            let mut so_far = t.executor.clone();
+            for id in &ids {
+                if let Ok(r) = exec.stats(*id) {
+                    let _ = so_far.add(&r.histograms.release_latency);
+                }
+            }
+            let mut base = t.baseline.clone();
+            baseline.add_to(&mut base)?;
+            progress(
+                MonotonicClock.now().since(start).to_duration().min(len),
+                Percentiles::of(&so_far),
+                Percentiles::of(&base),
+            );
+        }
+        baseline.join(&mut t.baseline)?;
     } else {
         std::thread::sleep(len);
     }
@@ -182,40 +219,84 @@ fn run_baseline(
     priorities: &[u8],
     into: &mut Histogram<u64>,
 ) -> Result<(), String> {
-    rtpm_rt::thread::lock_memory().map_err(|e| e.to_string())?;
-    // cyclictest's method includes its idle-latency request (0: idle CPUs poll), which
-    // the executor holds too (ExecConfig::idle_latency); without root neither has it.
-    let _idle_latency = rtpm_rt::thread::hold_idle_latency(Nanos(0)).ok();
-    let mut threads = Vec::new();
-    for i in 0..plan.tasks {
-        let priority = priorities.get(i).copied().unwrap_or(plan.band_hi);
-        let interval = plan.interval;
-        let offset = Nanos(plan.offset(i).get() + shift.get());
-        let th = ThreadBuilder::new(format!("baseline-{i}"))
-            .policy(Policy::Fifo { priority })
-            .affinity(CpuSet::single(plan.cpu))
-            .stack_size(256 * 1024)
-            .prefault_stack(64 * 1024)
-            .spawn(move || cyclic(epoch, offset, interval, end))
-            .map_err(|e| format!("baseline thread {i}: {e}"))?;
-        threads.push(th);
+    Baseline::spawn(plan, epoch, shift, end, priorities)?.join(into)
+}
+
+/// The baseline's threads while they run.
+struct Baseline {
+    threads: Vec<rtpm_rt::thread::RtThread<()>>,
+    hists: Vec<Arc<AtomicHistogram>>,
+    /// Held until the threads are joined.
+    _idle_latency: Option<rtpm_rt::thread::IdleLatency>,
+}
+
+impl Baseline {
+    /// Starts the threads: they run until `end`, thread `i` released at `epoch + shift +
+    /// offset(i) + k·interval`.
+    fn spawn(
+        plan: &Plan,
+        epoch: Instant,
+        shift: Nanos,
+        end: Instant,
+        priorities: &[u8],
+    ) -> Result<Baseline, String> {
+        rtpm_rt::thread::lock_memory().map_err(|e| e.to_string())?;
+        // cyclictest's method includes its idle-latency request (0: idle CPUs poll), which
+        // the executor holds too (ExecConfig::idle_latency); without root neither has it.
+        let idle_latency = rtpm_rt::thread::hold_idle_latency(Nanos(0)).ok();
+        let mut threads = Vec::new();
+        let mut hists = Vec::new();
+        for i in 0..plan.tasks {
+            let priority = priorities.get(i).copied().unwrap_or(plan.band_hi);
+            let interval = plan.interval;
+            let offset = Nanos(plan.offset(i).get() + shift.get());
+            let h = Arc::new(AtomicHistogram::new());
+            let into = Arc::clone(&h);
+            let th = ThreadBuilder::new(format!("baseline-{i}"))
+                .policy(Policy::Fifo { priority })
+                .affinity(CpuSet::single(plan.cpu))
+                .stack_size(256 * 1024)
+                .prefault_stack(64 * 1024)
+                .spawn(move || cyclic(epoch, offset, interval, end, &into))
+                .map_err(|e| format!("baseline thread {i}: {e}"))?;
+            threads.push(th);
+            hists.push(h);
+        }
+        Ok(Baseline {
+            threads,
+            hists,
+            _idle_latency: idle_latency,
+        })
     }
-    for th in threads {
-        let h = th
-            .join()
-            .map_err(|_| "a baseline thread panicked".to_string())?;
-        let snap = h.snapshot().map_err(|e| e.to_string())?;
-        into.add(&snap).map_err(|e| format!("{e:?}"))?;
+
+    /// Adds what the threads have measured so far to `into`.
+    fn add_to(&self, into: &mut Histogram<u64>) -> Result<(), String> {
+        for h in &self.hists {
+            let snap = h.snapshot().map_err(|e| e.to_string())?;
+            into.add(&snap).map_err(|e| format!("{e:?}"))?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Waits for the threads to end and adds what they measured to `into`.
+    fn join(self, into: &mut Histogram<u64>) -> Result<(), String> {
+        for th in self.threads {
+            th.join()
+                .map_err(|_| "a baseline thread panicked".to_string())?;
+        }
+        for h in &self.hists {
+            let snap = h.snapshot().map_err(|e| e.to_string())?;
+            into.add(&snap).map_err(|e| format!("{e:?}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// cyclictest's measuring loop: sleep until the next absolute release, read the clock,
 /// record the difference. Releases are `epoch + offset + k·interval`, from the first that
 /// comes after the thread has started (as the executor's tasks do), so the time it takes
 /// to start the thread never counts as latency.
-fn cyclic(epoch: Instant, offset: Nanos, interval: Nanos, end: Instant) -> AtomicHistogram {
-    let h = AtomicHistogram::new();
+fn cyclic(epoch: Instant, offset: Nanos, interval: Nanos, end: Instant, h: &AtomicHistogram) {
     let clock = MonotonicClock;
     let earliest = clock.now().add(Nanos::us(200));
     let base = epoch.add(offset);
@@ -227,5 +308,4 @@ fn cyclic(epoch: Instant, offset: Nanos, interval: Nanos, end: Instant) -> Atomi
         h.record(now.since(next).get());
         next = next.add(interval);
     }
-    h
 }

@@ -38,9 +38,9 @@ pub enum Model {
 /// alternates on the same core with a plain loop using cyclictest's method (SCHED_FIFO
 /// at the same priority, absolute clock_nanosleep, mlockall), and prints the ratios
 /// executor/baseline at each percentile. By default (--interleave releases) both run at
-/// once and their wake-ups alternate, the baseline's half a spacing after the
-/// executor's, so a stall of the machine falls on both alike; --interleave slices
-/// alternates whole --slice periods instead. --compare-cyclictest also runs the real
+/// once for the whole run and their wake-ups alternate, the baseline's half a spacing
+/// after the executor's, so a stall of the machine falls on both alike; --interleave
+/// slices alternates whole --slice periods instead (the executor restarting each time). --compare-cyclictest also runs the real
 /// cyclictest (rt-tests) with matching parameters afterwards, as a third column.
 ///
 /// DURATION is measured on each side: with --baseline --interleave slices the run takes
@@ -85,8 +85,8 @@ pub struct LatencyArgs {
     /// wake-ups alternating on the core; `slices` alternates whole slices.
     #[arg(long, value_enum, default_value_t = Interleave::Releases)]
     interleave: Interleave,
-    /// How long each slice lasts (the executor restarts between slices; with
-    /// --interleave slices the baseline runs its own slice after each).
+    /// How long each slice lasts, without --baseline or with --interleave slices (the
+    /// executor restarts between slices; the baseline runs its own slice after each).
     #[arg(long, value_name = "DURATION", default_value = "1s")]
     slice: Nanos,
     /// Print one JSON object on stdout instead of the table.
@@ -187,7 +187,7 @@ pub fn run(a: LatencyArgs) -> u8 {
         Err(e) => return bad(e),
     };
     eprintln!(
-        "rtpm latency: {} task(s) every {} on CPU {} ({:?} model, SCHED_FIFO band top {}), load: {}{}, {} per side in {} slices{}",
+        "rtpm latency: {} task(s) every {} on CPU {} ({:?} model, SCHED_FIFO band top {}), load: {}{}, {} per side{}",
         a.tasks,
         a.interval,
         plan.cpu,
@@ -196,11 +196,12 @@ pub fn run(a: LatencyArgs) -> u8 {
         running_load.description,
         if a.share_idle { ", share_idle on" } else { "" },
         a.duration,
-        a.slice,
         match plan.baseline {
-            Some(Interleave::Releases) => ", baseline wake-ups alternating with the executor's",
-            Some(Interleave::Slices) => ", baseline in alternate slices",
-            None => "",
+            Some(Interleave::Releases) =>
+                ", both at once, the baseline's wake-ups alternating with the executor's"
+                    .to_string(),
+            Some(Interleave::Slices) => format!(", in alternate slices of {}", a.slice),
+            None => format!(", in slices of {}", a.slice),
         }
     );
     let mut totals = match Totals::new() {
@@ -211,9 +212,34 @@ pub fn run(a: LatencyArgs) -> u8 {
     let slice = a.slice.to_duration();
     let mut done = Duration::ZERO;
     let mut k = 0;
+    let show = |done: Duration, e: Percentiles, b: Option<Percentiles>| {
+        eprintln!(
+            "  [{:>5.1}s/{:.0}s] executor {} samples p99 {:.1}us{}",
+            done.as_secs_f64(),
+            total.as_secs_f64(),
+            e.samples,
+            e.p99_ns as f64 / 1e3,
+            match b {
+                Some(b) => format!(
+                    ", baseline {} samples p99 {:.1}us",
+                    b.samples,
+                    b.p99_ns as f64 / 1e3
+                ),
+                None => String::new(),
+            }
+        );
+    };
+    if plan.baseline == Some(Interleave::Releases) {
+        // One slice: both sides run at once for the whole duration.
+        let mut report = |d: Duration, e: Percentiles, b: Percentiles| show(d, e, Some(b));
+        if let Err(e) = measure::executor_slice(&plan, total, &mut totals, &mut report) {
+            return fail(e);
+        }
+        done = total;
+    }
     while done < total {
         let len = slice.min(total - done);
-        if let Err(e) = measure::executor_slice(&plan, len, &mut totals) {
+        if let Err(e) = measure::executor_slice(&plan, len, &mut totals, &mut |_, _, _| {}) {
             return fail(e);
         }
         if plan.baseline == Some(Interleave::Slices)
@@ -225,23 +251,8 @@ pub fn run(a: LatencyArgs) -> u8 {
         k += 1;
         if k % 5 == 0 || done >= total {
             let e = Percentiles::of(&totals.executor);
-            let b = Percentiles::of(&totals.baseline);
-            eprintln!(
-                "  [{:>5.1}s/{:.0}s] executor {} samples p99 {:.1}us{}",
-                done.as_secs_f64(),
-                total.as_secs_f64(),
-                e.samples,
-                e.p99_ns as f64 / 1e3,
-                if a.baseline {
-                    format!(
-                        ", baseline {} samples p99 {:.1}us",
-                        b.samples,
-                        b.p99_ns as f64 / 1e3
-                    )
-                } else {
-                    String::new()
-                }
-            );
+            let b = a.baseline.then(|| Percentiles::of(&totals.baseline));
+            show(done, e, b);
         }
     }
     let cyclic = if a.compare_cyclictest {
