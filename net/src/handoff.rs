@@ -6,7 +6,12 @@
 //! through its reactor's return queue, and only the reactor recycles it to the kernel.
 //!
 //! A full queue applies the QoS class's [`DropPolicy`] and counts it; the reactor never
-//! waits for a consumer. After every push the destination rings its doorbell, the rt
+//! waits for a consumer, and a consumer never waits for the reactor: the queues are
+//! [`rtpm_rt::mpmc::Queue`]s, whose pop reports "empty" rather than spin on a push still
+//! in progress (crossbeam's `ArrayQueue` spins there — on an RT core, at SCHED_FIFO, for
+//! as long as the reactor's thread is kept off its own core). Under drop-oldest, a push
+//! that finds the oldest handle being taken at that moment drops the new one instead;
+//! a queue holds at least two handles. After every push the destination rings its doorbell, the rt
 //! crate's [`WakeWord`] (for a
 //! plain consumer thread parked in [`Consumer::wait`]) and calls the wake hook, if one is
 //! registered ([`Consumer::set_wake`]) — the place where an executor wires the release
@@ -18,8 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crossbeam_queue::ArrayQueue;
 use rtpm_rt::exec::WakeWord;
+use rtpm_rt::mpmc::Queue;
 use rtpm_rt::time::{Clock, Instant, MonotonicClock, Nanos};
 
 use crate::config::DropPolicy;
@@ -149,13 +154,13 @@ pub struct DestStats {
 
 /// A bounded queue of handles for one task (or one group of tasks).
 pub(crate) struct Destination {
-    queue: ArrayQueue<Handle>,
+    queue: Queue<Handle>,
     /// Backpressure only: datagrams kept in order while `queue` is full. A datagram holds
     /// a buffer (with UDP GRO, up to 64 share one), and this holds as many datagrams as
     /// the SAP's buffers can, so a push cannot fail.
-    held: Option<ArrayQueue<Handle>>,
+    held: Option<Queue<Handle>>,
     /// Backpressure only: connections `(shard, conn)` paused on this full queue.
-    blocked: Option<ArrayQueue<(u16, u32)>>,
+    blocked: Option<Queue<(u16, u32)>>,
     policy: DropPolicy,
     bell: WakeWord,
     hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
@@ -173,9 +178,9 @@ impl Destination {
     ) -> Destination {
         let bp = policy == DropPolicy::Backpressure;
         Destination {
-            queue: ArrayQueue::new(depth.max(1)),
-            held: bp.then(|| ArrayQueue::new(buffers.max(1))),
-            blocked: bp.then(|| ArrayQueue::new(conns.max(1))),
+            queue: Queue::new(depth.max(1)),
+            held: bp.then(|| Queue::new(buffers.max(1))),
+            blocked: bp.then(|| Queue::new(conns.max(1))),
             policy,
             bell: WakeWord::new(),
             hook: OnceLock::new(),
@@ -211,11 +216,16 @@ impl Destination {
                 }
             }
             (DropPolicy::DropOldest, _) => match self.queue.force_push(h) {
-                Some(old) => {
+                Ok(Some(old)) => {
                     c.dropped_oldest.fetch_add(1, Ordering::Relaxed);
                     Outcome::Dropped(old)
                 }
-                None => Outcome::Queued,
+                Ok(None) => Outcome::Queued,
+                Err(h) => {
+                    // the oldest was being taken: drop the new one (module documentation)
+                    c.dropped_newest.fetch_add(1, Ordering::Relaxed);
+                    return Outcome::Dropped(h);
+                }
             },
             _ => match self.queue.push(h) {
                 Ok(()) => Outcome::Queued,
@@ -240,7 +250,7 @@ impl Destination {
         if let Some(b) = &self.blocked {
             let _ = b.push((shard, conn));
         }
-        !self.queue.is_full()
+        self.queue.len() < self.queue.capacity()
     }
 
     /// Hands every paused connection back to its reactor to resume.
@@ -259,9 +269,14 @@ impl Destination {
     }
 
     fn pop(&self) -> Option<Handle> {
-        self.queue
-            .pop()
-            .or_else(|| self.held.as_ref().and_then(|h| h.pop()))
+        // Held datagrams are newer than every queued one: take them only once the queue
+        // is empty, pushes in progress included.
+        self.queue.pop().or_else(|| {
+            self.held
+                .as_ref()
+                .filter(|_| self.queue.is_empty())
+                .and_then(|h| h.pop())
+        })
     }
 
     pub(crate) fn stats(&self) -> DestStats {

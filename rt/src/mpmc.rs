@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn every_item_is_taken_once_across_threads() {
         let q = Arc::new(Queue::new(64));
-        let per = 50_000u64;
+        let per = if cfg!(miri) { 300 } else { 50_000u64 };
         let producers: Vec<_> = (0..3u64)
             .map(|p| {
                 let q = Arc::clone(&q);
@@ -388,7 +388,7 @@ mod tests {
         // Three producers force-push into a small queue while two consumers pop: every
         // item ends exactly once — popped, evicted or handed back.
         let q = Arc::new(Queue::new(8));
-        let per = 50_000u64;
+        let per = if cfg!(miri) { 300 } else { 50_000u64 };
         let producers: Vec<_> = (0..3u64)
             .map(|p| {
                 let q = Arc::clone(&q);
