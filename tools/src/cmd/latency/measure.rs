@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use rtpm_rt::config::{Dispatch, Partition};
 use rtpm_rt::cpu::CpuSet;
 use rtpm_rt::exec::{ExecConfig, Executor, Job, TaskOptions, TaskSpec};
-use rtpm_rt::hist::{AtomicHistogram, Percentiles};
+use rtpm_rt::hist::AtomicHistogram;
 use rtpm_rt::thread::{Policy, ThreadBuilder};
 use rtpm_rt::time::{Clock, Instant, MonotonicClock, Nanos, sleep_until};
 
@@ -92,23 +92,18 @@ impl Totals {
     }
 }
 
-/// What [`executor_slice`] reports while it runs under [`Interleave::Releases`]: the
-/// time measured so far and both sides' percentiles.
-pub type Progress<'a> = &'a mut dyn FnMut(Duration, Percentiles, Percentiles);
+/// Under [`Interleave::Releases`], how much of each end of a slice neither side counts:
+/// the other side's start-up (thread creation, stack prefault, `mlock`) and stop fall
+/// there, not among the counted wake-ups.
+pub const MARGIN: Duration = Duration::from_millis(20);
 
-/// How often [`executor_slice`] reports progress under [`Interleave::Releases`].
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
-/// Runs the executor for `len`, and under [`Interleave::Releases`] the baseline with it
-/// (then one slice covers the whole run, so that neither side's start or stop falls
-/// among the other's measured wake-ups more than once, and `progress` is told how it
-/// goes).
-pub fn executor_slice(
-    plan: &Plan,
-    len: Duration,
-    t: &mut Totals,
-    progress: Progress<'_>,
-) -> Result<(), String> {
+/// Runs the executor for `len`, and under [`Interleave::Releases`] the baseline with it,
+/// both counting only the wake-ups released between [`MARGIN`] after the start and
+/// [`MARGIN`] before the end. Each slice starts both anew, so the phase of their
+/// releases against the machine's own periodic events (the host's ticks, its scheduler's
+/// slices) changes from slice to slice: a phase that one side kept for a whole run would
+/// give that side a whole run of good or bad luck.
+pub fn executor_slice(plan: &Plan, len: Duration, t: &mut Totals) -> Result<(), String> {
     let mut exec = Executor::start(ExecConfig::new(plan.partition.clone()))
         .map_err(|e| format!("the executor did not start: {e}"))?;
     let core = exec
@@ -142,32 +137,32 @@ pub fn executor_slice(
         pool.submit_idle(load::spinner(Arc::clone(&stop_idle)))
             .map_err(|e| e.to_string())?;
     }
-    if plan.baseline == Some(Interleave::Releases) {
+    let releases = plan.baseline == Some(Interleave::Releases);
+    if releases {
         // Half a spacing after each executor task: interval / 2N.
         let shift = Nanos(plan.interval.get() / (2 * plan.tasks as u64));
         let start = MonotonicClock.now();
         let end = start.add(Nanos::from_duration(len));
+        let margin = Nanos::from_duration(MARGIN.min(len / 4));
+        let (from, until) = (start.add(margin), Instant(end.as_nanos() - margin.get()));
         let priorities = t.priorities.clone();
-        let baseline = Baseline::spawn(plan, exec.epoch(), shift, end, &priorities)?;
-        loop {
-            let now = MonotonicClock.now();
-            if now >= end {
-                break;
-            }
-            std::thread::sleep(PROGRESS_EVERY.min(end.since(now).to_duration()));
-            let mut so_far = t.executor.clone();
-            for id in &ids {
-                if let Ok(r) = exec.stats(*id) {
-                    let _ = so_far.add(&r.histograms.release_latency);
-                }
-            }
-            let mut base = t.baseline.clone();
-            baseline.add_to(&mut base)?;
-            progress(
-                MonotonicClock.now().since(start).to_duration().min(len),
-                Percentiles::of(&so_far),
-                Percentiles::of(&base),
-            );
+        let baseline = Baseline::spawn(plan, exec.epoch(), shift, end, (from, until), &priorities)?;
+        let snapshot = |exec: &Executor| -> Result<Vec<Histogram<u64>>, String> {
+            ids.iter()
+                .map(|id| {
+                    exec.stats(*id)
+                        .map(|r| r.histograms.release_latency)
+                        .map_err(|e| e.to_string())
+                })
+                .collect()
+        };
+        sleep_until(from);
+        let first = snapshot(&exec)?;
+        sleep_until(until);
+        let last = snapshot(&exec)?;
+        for (mut l, f) in last.into_iter().zip(first) {
+            l.subtract(&f).map_err(|e| format!("{e:?}"))?;
+            t.executor.add(&l).map_err(|e| format!("{e:?}"))?;
         }
         baseline.join(&mut t.baseline)?;
     } else {
@@ -176,9 +171,11 @@ pub fn executor_slice(
     stop_idle.store(true, std::sync::atomic::Ordering::Relaxed);
     let report = exec.stop().map_err(|e| e.to_string())?;
     for task in &report.tasks {
-        t.executor
-            .add(&task.histograms.release_latency)
-            .map_err(|e| format!("{e:?}"))?;
+        if !releases {
+            t.executor
+                .add(&task.histograms.release_latency)
+                .map_err(|e| format!("{e:?}"))?;
+        }
         t.misses += task.deadline_misses;
     }
     for e in report.events {
@@ -219,7 +216,7 @@ fn run_baseline(
     priorities: &[u8],
     into: &mut Histogram<u64>,
 ) -> Result<(), String> {
-    Baseline::spawn(plan, epoch, shift, end, priorities)?.join(into)
+    Baseline::spawn(plan, epoch, shift, end, (epoch, end), priorities)?.join(into)
 }
 
 /// The baseline's threads while they run.
@@ -232,12 +229,13 @@ struct Baseline {
 
 impl Baseline {
     /// Starts the threads: they run until `end`, thread `i` released at `epoch + shift +
-    /// offset(i) + k·interval`.
+    /// offset(i) + k·interval`, and count the wake-ups released in `window` (from, until).
     fn spawn(
         plan: &Plan,
         epoch: Instant,
         shift: Nanos,
         end: Instant,
+        window: (Instant, Instant),
         priorities: &[u8],
     ) -> Result<Baseline, String> {
         rtpm_rt::thread::lock_memory().map_err(|e| e.to_string())?;
@@ -257,7 +255,7 @@ impl Baseline {
                 .affinity(CpuSet::single(plan.cpu))
                 .stack_size(256 * 1024)
                 .prefault_stack(64 * 1024)
-                .spawn(move || cyclic(epoch, offset, interval, end, &into))
+                .spawn(move || cyclic(epoch, offset, interval, end, window, &into))
                 .map_err(|e| format!("baseline thread {i}: {e}"))?;
             threads.push(th);
             hists.push(h);
@@ -267,15 +265,6 @@ impl Baseline {
             hists,
             _idle_latency: idle_latency,
         })
-    }
-
-    /// Adds what the threads have measured so far to `into`.
-    fn add_to(&self, into: &mut Histogram<u64>) -> Result<(), String> {
-        for h in &self.hists {
-            let snap = h.snapshot().map_err(|e| e.to_string())?;
-            into.add(&snap).map_err(|e| format!("{e:?}"))?;
-        }
-        Ok(())
     }
 
     /// Waits for the threads to end and adds what they measured to `into`.
@@ -296,7 +285,14 @@ impl Baseline {
 /// record the difference. Releases are `epoch + offset + k·interval`, from the first that
 /// comes after the thread has started (as the executor's tasks do), so the time it takes
 /// to start the thread never counts as latency.
-fn cyclic(epoch: Instant, offset: Nanos, interval: Nanos, end: Instant, h: &AtomicHistogram) {
+fn cyclic(
+    epoch: Instant,
+    offset: Nanos,
+    interval: Nanos,
+    end: Instant,
+    (from, until): (Instant, Instant),
+    h: &AtomicHistogram,
+) {
     let clock = MonotonicClock;
     let earliest = clock.now().add(Nanos::us(200));
     let base = epoch.add(offset);
@@ -305,7 +301,9 @@ fn cyclic(epoch: Instant, offset: Nanos, interval: Nanos, end: Instant, h: &Atom
     while next < end {
         sleep_until(next);
         let now = clock.now();
-        h.record(now.since(next).get());
+        if next >= from && next < until {
+            h.record(now.since(next).get());
+        }
         next = next.add(interval);
     }
 }

@@ -38,9 +38,10 @@ pub enum Model {
 /// alternates on the same core with a plain loop using cyclictest's method (SCHED_FIFO
 /// at the same priority, absolute clock_nanosleep, mlockall), and prints the ratios
 /// executor/baseline at each percentile. By default (--interleave releases) both run at
-/// once for the whole run and their wake-ups alternate, the baseline's half a spacing
-/// after the executor's, so a stall of the machine falls on both alike; --interleave
-/// slices alternates whole --slice periods instead (the executor restarting each time). --compare-cyclictest also runs the real
+/// at once and their wake-ups alternate, the baseline's half a spacing after the
+/// executor's, so a stall of the machine falls on both alike (both restart every --slice,
+/// and count nothing in the first and last 20 ms of a slice, where the other starts and
+/// stops); --interleave slices alternates whole --slice periods instead. --compare-cyclictest also runs the real
 /// cyclictest (rt-tests) with matching parameters afterwards, as a third column.
 ///
 /// DURATION is measured on each side: with --baseline --interleave slices the run takes
@@ -85,8 +86,9 @@ pub struct LatencyArgs {
     /// wake-ups alternating on the core; `slices` alternates whole slices.
     #[arg(long, value_enum, default_value_t = Interleave::Releases)]
     interleave: Interleave,
-    /// How long each slice lasts, without --baseline or with --interleave slices (the
-    /// executor restarts between slices; the baseline runs its own slice after each).
+    /// How long each slice lasts: the executor (and the baseline) restart between slices,
+    /// so their releases take a new phase; with --interleave slices the baseline runs its
+    /// own slice after each.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
     slice: Nanos,
     /// Print one JSON object on stdout instead of the table.
@@ -229,17 +231,9 @@ pub fn run(a: LatencyArgs) -> u8 {
             }
         );
     };
-    if plan.baseline == Some(Interleave::Releases) {
-        // One slice: both sides run at once for the whole duration.
-        let mut report = |d: Duration, e: Percentiles, b: Percentiles| show(d, e, Some(b));
-        if let Err(e) = measure::executor_slice(&plan, total, &mut totals, &mut report) {
-            return fail(e);
-        }
-        done = total;
-    }
     while done < total {
         let len = slice.min(total - done);
-        if let Err(e) = measure::executor_slice(&plan, len, &mut totals, &mut |_, _, _| {}) {
+        if let Err(e) = measure::executor_slice(&plan, len, &mut totals) {
             return fail(e);
         }
         if plan.baseline == Some(Interleave::Slices)
