@@ -282,6 +282,34 @@ mod tests {
         assert_eq!(q.pop(), Some(7));
     }
 
+    type Done = Arc<std::sync::atomic::AtomicBool>;
+
+    /// `n` threads popping from `q` until `done` is set and the queue is empty; each hands
+    /// back what it took.
+    fn consumers(
+        q: &Arc<Queue<u64>>,
+        done: &Done,
+        n: usize,
+    ) -> Vec<std::thread::JoinHandle<Vec<u64>>> {
+        (0..n)
+            .map(|_| {
+                let (q, done) = (Arc::clone(q), Arc::clone(done));
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        // read the flag first: once it is set, an empty queue stays empty
+                        let finished = done.load(Ordering::SeqCst);
+                        match q.pop() {
+                            Some(v) => got.push(v),
+                            None if finished => return got,
+                            None => std::hint::spin_loop(),
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
     #[test]
     fn every_item_is_taken_once_across_threads() {
         let q = Arc::new(Queue::new(64));
@@ -301,23 +329,7 @@ mod tests {
             })
             .collect();
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let consumers: Vec<_> = (0..2)
-            .map(|_| {
-                let (q, done) = (Arc::clone(&q), Arc::clone(&done));
-                std::thread::spawn(move || {
-                    let mut got = Vec::new();
-                    loop {
-                        // read the flag first: once it is set, an empty queue stays empty
-                        let finished = done.load(Ordering::SeqCst);
-                        match q.pop() {
-                            Some(v) => got.push(v),
-                            None if finished => return got,
-                            None => std::hint::spin_loop(),
-                        }
-                    }
-                })
-            })
-            .collect();
+        let consumers = consumers(&q, &done, 2);
         for p in producers {
             p.join().unwrap();
         }
@@ -406,22 +418,7 @@ mod tests {
             })
             .collect();
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let consumers: Vec<_> = (0..2)
-            .map(|_| {
-                let (q, done) = (Arc::clone(&q), Arc::clone(&done));
-                std::thread::spawn(move || {
-                    let mut got = Vec::new();
-                    loop {
-                        let finished = done.load(Ordering::SeqCst);
-                        match q.pop() {
-                            Some(v) => got.push(v),
-                            None if finished => return got,
-                            None => std::hint::spin_loop(),
-                        }
-                    }
-                })
-            })
-            .collect();
+        let consumers = consumers(&q, &done, 2);
         let mut all: Vec<u64> = producers
             .into_iter()
             .flat_map(|p| p.join().unwrap())
