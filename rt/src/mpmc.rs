@@ -27,6 +27,14 @@ struct Slot<T> {
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
+/// What [`Queue::append`] found at an occupied tail: the value back, the tail position
+/// and the slot's sequence number there.
+struct Full<T> {
+    value: T,
+    pos: usize,
+    seq: usize,
+}
+
 /// A bounded MPMC queue that never waits. See the [module documentation](self).
 pub struct Queue<T> {
     slots: Box<[Slot<T>]>,
@@ -91,7 +99,13 @@ impl<T> Queue<T> {
 
     /// Appends `value`; hands it back when the queue is full. Never waits.
     pub fn push(&self, value: T) -> Result<(), T> {
-        let mut pos = self.tail.load(Ordering::Relaxed);
+        self.append(value).map_err(|full| full.value)
+    }
+
+    /// Appends `value` at the tail unless the tail's slot is occupied; then hands it back
+    /// with the position and sequence number it found there. Never waits.
+    fn append(&self, value: T) -> Result<(), Full<T>> {
+        let mut pos = self.tail.load(Ordering::SeqCst);
         loop {
             let slot = self.slot(pos);
             let seq = slot.seq.load(Ordering::Acquire);
@@ -100,7 +114,7 @@ impl<T> Queue<T> {
                 match self.tail.compare_exchange_weak(
                     pos,
                     pos.wrapping_add(1),
-                    Ordering::Relaxed,
+                    Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
@@ -114,10 +128,11 @@ impl<T> Queue<T> {
                     Err(now) => pos = now,
                 }
             } else if dif < 0 {
-                // the slot still holds the item of one lap ago: full
-                return Err(value);
+                // the slot still holds an item of one lap ago (or its push is unfinished)
+                return Err(Full { value, pos, seq });
             } else {
-                pos = self.tail.load(Ordering::Relaxed);
+                // `tail` moved on since it was read
+                pos = self.tail.load(Ordering::SeqCst);
             }
         }
     }
@@ -132,68 +147,54 @@ impl<T> Queue<T> {
     /// drop-newest.
     pub fn force_push(&self, value: T) -> Result<Option<T>, T> {
         let cap = self.slots.len();
-        let mut pos = self.tail.load(Ordering::SeqCst);
+        let mut value = value;
         loop {
+            let Full {
+                value: back,
+                pos,
+                seq,
+            } = match self.append(value) {
+                Ok(()) => return Ok(None),
+                Err(full) => full,
+            };
+            value = back;
             let slot = self.slot(pos);
-            let seq = slot.seq.load(Ordering::Acquire);
-            let dif = seq.wrapping_sub(pos) as isize;
-            if dif == 0 {
-                match self.tail.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(1),
+            let oldest = pos.wrapping_sub(cap);
+            if seq != oldest.wrapping_add(1) {
+                // the slot's last push has not finished
+                return Err(value);
+            }
+            // The slot holds the item pushed at `oldest`, finished. If it is also still
+            // unpopped (`head == oldest`), claiming it by moving `head` makes the slot
+            // ours: no pop can reach it (head is past it), and no push can (its sequence
+            // says full) — so `tail` stays at `pos` until we move it.
+            if self
+                .head
+                .compare_exchange(
+                    oldest,
+                    oldest.wrapping_add(1),
                     Ordering::SeqCst,
                     Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        // As in `push`: the CAS for `pos` makes the slot ours alone.
-                        // SAFETY: exclusive access (above); the slot is free, per its sequence.
-                        unsafe { (*slot.value.get()).write(value) };
-                        slot.seq.store(pos.wrapping_add(1), Ordering::Release);
-                        return Ok(None);
-                    }
-                    Err(now) => pos = now,
-                }
-            } else if dif > 0 {
-                // `tail` moved on since it was read
-                pos = self.tail.load(Ordering::SeqCst);
-            } else {
-                let oldest = pos.wrapping_sub(cap);
-                if seq != oldest.wrapping_add(1) {
-                    // the slot's last push has not finished
+                )
+                .is_err()
+            {
+                // A pop took it first, or `tail` moved on since it was read. Go on if
+                // either left a way forward; give up if the pop has not freed the slot
+                // yet.
+                if self.tail.load(Ordering::SeqCst) == pos
+                    && slot.seq.load(Ordering::Acquire) != pos
+                {
                     return Err(value);
                 }
-                // The slot holds the item pushed at `oldest`, finished. If it is also
-                // still unpopped (`head == oldest`), claiming it by moving `head` makes
-                // the slot ours: no pop can reach it (head is past it), and no push can
-                // (its sequence says full) — so `tail` stays at `pos` until we move it.
-                if self
-                    .head
-                    .compare_exchange(
-                        oldest,
-                        oldest.wrapping_add(1),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    )
-                    .is_err()
-                {
-                    // A pop took it first, or `tail` moved on since it was read. Go on
-                    // if either left a way forward; give up if the pop has not freed
-                    // the slot yet.
-                    let now = self.tail.load(Ordering::SeqCst);
-                    if now == pos && slot.seq.load(Ordering::Acquire) != pos {
-                        return Err(value);
-                    }
-                    pos = now;
-                    continue;
-                }
-                // SAFETY: the slot is ours alone (above) and holds an initialised item.
-                let old = unsafe { (*slot.value.get()).assume_init_read() };
-                // SAFETY: as above; the read left the slot logically empty.
-                unsafe { (*slot.value.get()).write(value) };
-                self.tail.store(pos.wrapping_add(1), Ordering::SeqCst);
-                slot.seq.store(pos.wrapping_add(1), Ordering::Release);
-                return Ok(Some(old));
+                continue;
             }
+            // SAFETY: the slot is ours alone (above) and holds an initialised item.
+            let old = unsafe { (*slot.value.get()).assume_init_read() };
+            // SAFETY: as above; the read left the slot logically empty.
+            unsafe { (*slot.value.get()).write(value) };
+            self.tail.store(pos.wrapping_add(1), Ordering::SeqCst);
+            slot.seq.store(pos.wrapping_add(1), Ordering::Release);
+            return Ok(Some(old));
         }
     }
 
